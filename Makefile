@@ -1,0 +1,42 @@
+# The commands in the README. `make run` and `make test` each do all set-up on a fresh machine.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test eval index lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first: 2.13.0 is a CPU build on local disk; any other spec pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+index: install
+	$(BIN)/rag index
+
+run: install
+	$(BIN)/rag index
+	$(BIN)/rag serve
+
+test: install
+	$(BIN)/python -m pytest
+
+eval: install
+	$(BIN)/rag eval evals/seed/questions.jsonl --name seed
+	$(BIN)/rag eval evals/squad-sample/questions.jsonl --seeds evals/squad-sample/corpus --name squad-sample --compare hybrid,dense,bm25
+
+lint: install
+	$(BIN)/ruff check rag ui tests
+	$(BIN)/ruff format --check rag ui tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

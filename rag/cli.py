@@ -1,0 +1,245 @@
+"""The ``rag`` command: index, ask, eval, serve, status.
+
+Every predictable mistake (missing index, empty question, bad flag, bad input line) prints
+one line on stderr and exits non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rag.errors import BadInputError, RagError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _unit(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    return x
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=Path, default=Path("seeds"), metavar="DIR",
+                   help="documents folder (default: seeds/)")  # fmt: skip
+    p.add_argument("--index", type=Path, default=Path("index"), metavar="DIR",
+                   help="index folder (default: index/)")  # fmt: skip
+
+
+def _retrieval(p: argparse.ArgumentParser) -> None:
+    from rag.retrieval import DEFAULT_MODE, MODES
+
+    p.add_argument("-k", type=_positive, default=5, help="passages to retrieve (default: 5)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help=f"retrieval mode (default: {DEFAULT_MODE})")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rag", description="Answer questions with exact, cited sentences "
+                     "from the documents in seeds/.")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("index", help="build or update the index from the seeds folder")
+    _common(p)
+    p.add_argument("--model", help="sentence-transformers model name or path "
+                   "(default: the index's, or all-MiniLM-L6-v2)")  # fmt: skip
+    p.add_argument("--chunk-tokens", type=_positive, help="chunk budget in cl100k tokens")
+    p.add_argument("--overlap", type=int, help="sentences of overlap between chunks")
+    p.add_argument("--rebuild", action="store_true", help="start over: re-chunk and re-embed all")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="answer a question (or a JSONL batch from stdin)")
+    _common(p)
+    _retrieval(p)
+    p.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON answer")
+    out.add_argument("--jsonl", action="store_true",
+                     help="read questions from stdin (JSON lines or plain text), "
+                     "write one JSON answer a line")  # fmt: skip
+    p.add_argument("--threshold", type=_unit, help="abstain below this confidence")
+    p.add_argument("--max-sentences", type=_positive, default=2, help="sentences shown (default 2)")
+    p.add_argument("--model", help="refuse to answer unless the index was built with this model")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser(
+        "status", help="documents and whether each is indexed, changed, new or deleted"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+    for register in _extensions():
+        register(sub, _common, _retrieval)
+    return parser
+
+
+def _extensions():
+    """Subcommands that live beside their feature (eval, serve) register themselves here."""
+    out = []
+    try:
+        from rag.evaluation import register_cli
+    except ImportError:
+        pass
+    else:
+        out.append(register_cli)
+    try:
+        from ui.app import register_cli as register_serve
+    except ImportError:
+        pass
+    else:
+        out.append(register_serve)
+    return out
+
+
+def cmd_index(args) -> int:
+    from rag.settings import IndexSettings
+    from rag.store import build_index, read_manifest
+
+    settings = None
+    if args.model or args.chunk_tokens or args.overlap is not None:
+        previous = read_manifest(args.index) if not args.rebuild else None
+        base = IndexSettings(**previous["settings"]) if previous else IndexSettings()
+        settings = IndexSettings(
+            model=args.model or base.model,
+            chunk_tokens=args.chunk_tokens or base.chunk_tokens,
+            overlap_sentences=base.overlap_sentences if args.overlap is None else args.overlap,
+        )
+    report = build_index(args.seeds, args.index, settings=settings, rebuild=args.rebuild,
+                         progress=not args.quiet and sys.stderr.isatty(),
+                         warn=lambda m: print(f"warning: {m}", file=sys.stderr))  # fmt: skip
+    print(report)
+    return 0
+
+
+def _print_answer(answer) -> None:
+    print(answer.answer)
+    if not answer.citations:
+        return
+    print()
+    label = "Nearest passages (not confident):" if answer.abstained else "Sources:"
+    print(label)
+    for c in answer.citations:
+        where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
+        a, b = c.highlight[0] - c.start, c.highlight[1] - c.start
+        print(f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
+              f"(score {c.score:.2f})")  # fmt: skip
+        print(f"      {' '.join(c.excerpt[a:b].split())}")
+
+
+def _stale_note(seeds: Path, index: Path) -> None:
+    from rag.store import index_status
+
+    try:
+        status = index_status(seeds, index)
+    except (RagError, OSError):
+        return
+    stale = [s for s, v in status.items() if v != "indexed"]
+    if stale:
+        print(f"note: {len(stale)} document(s) in {seeds}/ changed since the index was built: "
+              "run `rag index`", file=sys.stderr)  # fmt: skip
+
+
+def cmd_ask(args) -> int:
+    from rag.answer import Assistant
+
+    if args.jsonl:
+        if args.question:
+            raise BadInputError("--jsonl reads questions from stdin: leave out the question")
+    elif args.question is None:
+        raise BadInputError('no question given: rag ask "your question" (or --jsonl)')
+    elif not args.question.strip():
+        raise BadInputError("the question is empty: type a question")
+    assistant = Assistant(args.index, model=args.model, threshold=args.threshold)
+    opts = dict(k=args.k, mode=args.mode, max_sentences=args.max_sentences)
+    if not args.jsonl:
+        answer = assistant.ask(args.question, **opts)
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        else:
+            _print_answer(answer)
+            _stale_note(args.seeds, args.index)
+        return 0
+
+    failures = 0
+    for lineno, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        qid, question = None, line.strip()
+        try:
+            if question.startswith("{"):
+                try:
+                    obj = json.loads(question)
+                except json.JSONDecodeError as e:
+                    raise BadInputError(f"not valid JSON ({e.msg})") from None
+                if not isinstance(obj, dict) or "question" not in obj:
+                    raise BadInputError('a JSON line needs a "question" field')
+                qid, question = obj.get("id"), obj["question"]
+            answer = assistant.ask(question, id=qid, **opts)
+            out = answer.to_dict()
+        except (RagError, ValueError) as e:
+            failures += 1
+            print(f"rag: line {lineno}: {e}", file=sys.stderr)
+            out = {"id": qid, "question": question, "error": str(e)}
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    return EXIT_ERROR if failures else 0
+
+
+def cmd_status(args) -> int:
+    from rag.store import index_status, read_manifest
+
+    status = index_status(args.seeds, args.index)
+    manifest = read_manifest(args.index) or {}
+    docs = manifest.get("documents", {})
+    for source, state in sorted(status.items()):
+        chunks = docs.get(source, {}).get("chunks", "-")
+        print(f"{state:8} {chunks!s:>6}  {source}")
+    if manifest:
+        s = manifest["settings"]
+        print(f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
+              f"{s['overlap_sentences']}, built {manifest['built_at']}")  # fmt: skip
+    else:
+        print(f"no index in {args.index}/: run `rag index`")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+    except (RagError, ValueError, OSError) as e:
+        print(f"rag: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

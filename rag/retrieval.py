@@ -1,0 +1,148 @@
+"""Find the chunks that best match a question: dense (FAISS), BM25 (bm25s), or both fused."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from rag.chunking import Chunk
+from rag.embedding import Embedder
+from rag.errors import BadInputError, EmptyQuestionError
+from rag.store import Index
+
+MODES = ("hybrid", "dense", "bm25")
+#: Chosen on the SQuAD sample (evals/reports): see README "Retrieval".
+DEFAULT_MODE = "hybrid"
+#: Reciprocal rank fusion constant (Cormack et al., 2009).
+RRF_K = 60
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def terms(text: str) -> list[str]:
+    """Lowercased, stop-word-free, Snowball-stemmed words: BM25's and the scorer's vocabulary."""
+    stop = _stopwords()
+    return _stemmer().stemWords([w for w in _WORD.findall(text.lower()) if w not in stop])
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk.
+
+    Attributes:
+        score: the ranking score of the mode (RRF for hybrid, cosine for dense, BM25 for bm25).
+        dense: cosine similarity of question and chunk, whatever the mode.
+        rank: 1-based position in the results.
+    """
+
+    chunk: Chunk
+    score: float
+    dense: float
+    rank: int
+
+
+class Retriever:
+    """Searches one loaded index. Thread-safe for concurrent ``search`` calls."""
+
+    def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
+        import bm25s
+
+        self.index = index
+        self.embedder = embedder or Embedder(index.settings.model)
+        chunk_terms = [terms(c.text) for c in index.chunks]
+        self._bm25 = bm25s.BM25()
+        if index.chunks:
+            self._bm25.index(chunk_terms, show_progress=False)
+        df = Counter(t for ts in chunk_terms for t in set(ts))
+        n = max(len(chunk_terms), 1)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self.default_idf = math.log(1 + (n + 0.5) / 0.5)
+
+    def embed_question(self, question: str) -> np.ndarray:
+        return self.embedder.encode([question])[0]
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int = 5,
+        mode: str = DEFAULT_MODE,
+        question_vector: np.ndarray | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``question``, best first.
+
+        Returns:
+            At most ``min(k, number of chunks)`` hits with distinct texts (the same passage
+            stored under two files is returned once, under the better-ranked one).
+        """
+        question = check_question(question)
+        if k < 1:
+            raise BadInputError(f"k must be >= 1, got {k}")
+        if mode not in MODES:
+            raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        n = len(self.index.chunks)
+        if n == 0:
+            return []
+        qv = self.embed_question(question) if question_vector is None else question_vector
+        depth = min(n, max(50, 4 * k))  # look deeper than k: duplicates are dropped below
+        ranked: list[tuple[int, float]]
+        if mode == "dense":
+            ranked = self._dense(qv, depth)
+        elif mode == "bm25":
+            ranked = self._bm25_search(question, depth)
+        else:
+            fused: dict[int, float] = {}
+            for results in (self._dense(qv, depth), self._bm25_search(question, depth)):
+                for r, (i, _) in enumerate(results, start=1):
+                    fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + r)
+            ranked = sorted(fused.items(), key=lambda item: -item[1])
+        hits, seen = [], set()
+        for i, score in ranked:
+            chunk = self.index.chunks[i]
+            key = " ".join(chunk.text.split())
+            if key in seen:
+                continue
+            seen.add(key)
+            dense = float(self.index.chunk_vectors[i] @ qv)
+            hits.append(Hit(chunk, float(score), dense, len(hits) + 1))
+            if len(hits) == k:
+                break
+        return hits
+
+    def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
+        scores, ids = self.index.faiss_index.search(qv[None, :].astype(np.float32), depth)
+        # FAISS pads with -1 when it has fewer than ``depth`` vectors: never let them through.
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def _bm25_search(self, question: str, depth: int) -> list[tuple[int, float]]:
+        q = terms(question)
+        if not q:
+            return []
+        docs, scores = self._bm25.retrieve([q], k=depth, show_progress=False, n_threads=1)
+        # bm25s fills up to k with zero-score documents that share no term with the question.
+        return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+def check_question(question: object) -> str:
+    """The question stripped, or EmptyQuestionError."""
+    if not isinstance(question, str) or not question.strip():
+        raise EmptyQuestionError("the question is empty: type a question")
+    return question.strip()

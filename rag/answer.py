@@ -27,6 +27,9 @@ from rag.store import Index
 W_DENSE = 0.5
 W_LEXICAL = 0.5
 SECOND_MARGIN = 0.1
+#: Sentences are drawn from the best ANSWER_DEPTH hits only, so asking for more passages
+#: (``-k 10`` in an eval) lists more citations without changing the answer.
+ANSWER_DEPTH = 5
 #: Abstain below this confidence. Chosen by measurement (README "Abstention");
 #: ``rag eval --calibrate`` stores an index-specific value that takes precedence.
 DEFAULT_THRESHOLD = 0.35
@@ -143,7 +146,7 @@ class Assistant:
         threshold = self.threshold if threshold is None else threshold
         qv = retriever.embed_question(question)
         hits = retriever.search(question, k=k, mode=mode, question_vector=qv)
-        scored = score_sentences(retriever, question, qv, hits)
+        scored = score_sentences(retriever, question, qv, hits[:ANSWER_DEPTH])
         confidence = scored[0].score if scored else 0.0
         abstained = confidence < threshold
 
@@ -157,13 +160,10 @@ class Assistant:
         for s in chosen:
             citations.append(_citation(index, len(citations) + 1, s.hit, s.span, s.score))
         cited = {s.hit.chunk.id for s in chosen}
-        best_in_hit: dict[str, _Scored] = {}
-        for s in scored:
-            best_in_hit.setdefault(s.hit.chunk.id, s)
-        for hit in hits:
-            if hit.chunk.id in cited or hit.chunk.id not in best_in_hit:
-                continue
-            s = best_in_hit[hit.chunk.id]
+        rest = [h for h in hits if h.chunk.id not in cited]
+        for hit, s in zip(
+            rest, score_sentences(retriever, question, qv, rest, best_per_hit=True), strict=True
+        ):
             citations.append(_citation(index, len(citations) + 1, hit, s.span, s.score))
 
         if abstained:
@@ -178,23 +178,38 @@ class Assistant:
 
 
 def score_sentences(
-    retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit]
+    retriever: Retriever,
+    question: str,
+    qv: np.ndarray,
+    hits: list[Hit],
+    *,
+    best_per_hit: bool = False,
 ) -> list[_Scored]:
-    """Every distinct sentence of ``hits``, scored and sorted best first."""
+    """Every distinct sentence of ``hits``, scored and sorted best first.
+
+    With ``best_per_hit``: instead, the best sentence of each hit, in the order of ``hits``.
+    """
     index = retriever.index
     q_terms = set(terms(question))
     q_weight = sum(retriever.idf.get(t, retriever.default_idf) for t in q_terms) or 1.0
     out: dict[tuple[str, int, int], _Scored] = {}
+    best: list[_Scored] = []
     for hit in hits:
         doc = index.documents[hit.chunk.source]
+        mine = []
         for a, b in hit.chunk.sentences:
             key = (doc.source, a, b)
-            if key in out:  # overlap: the same sentence in two chunks counts once
-                continue
-            dense = float(index.sentence_vectors[index.sentence_rows[key]] @ qv)
-            shared = q_terms.intersection(terms(doc.text[a:b]))
-            lexical = sum(retriever.idf.get(t, retriever.default_idf) for t in shared) / q_weight
-            out[key] = _Scored(hit, (a, b), W_DENSE * dense + W_LEXICAL * lexical)
+            if key not in out:  # overlap: the same sentence in two chunks is scored once
+                dense = float(index.sentence_vectors[index.sentence_rows[key]] @ qv)
+                shared = q_terms.intersection(terms(doc.text[a:b]))
+                lexical = (
+                    sum(retriever.idf.get(t, retriever.default_idf) for t in shared) / q_weight
+                )
+                out[key] = _Scored(hit, (a, b), W_DENSE * dense + W_LEXICAL * lexical)
+            mine.append(_Scored(hit, (a, b), out[key].score))
+        best.append(max(mine, key=lambda s: s.score))
+    if best_per_hit:
+        return best
     return sorted(out.values(), key=lambda s: -s.score)
 
 

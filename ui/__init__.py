@@ -1,0 +1,1 @@
+"""The Gradio chat UI (``rag serve``): a thin shell over the ``rag`` library."""

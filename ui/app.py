@@ -527,7 +527,7 @@ def _eval_tab(service: Service) -> None:
                 index=service.index_dir,
                 limit=None if n in (None, "", "all") else int(n),
                 reports_dir=EVAL_REPORTS,
-                name=f"ui-{questions.parent.name or 'questions'}",
+                name=_report_name(questions),
                 progress=tick,
             )
         except (RagError, ValueError, OSError) as e:
@@ -562,9 +562,22 @@ def _question_sets(evals_dir: Path) -> list[str]:
 
 
 def _eval_seeds(questions: Path) -> Path | None:
-    """A question set's own documents (``corpus/`` beside it), else None: the app's index."""
-    corpus = questions.parent / "corpus"
-    return corpus if corpus.is_dir() else None
+    """A question set's own documents, else None (run it on the app's index).
+
+    ``<set>-corpus/`` beside ``<set>.jsonl`` first, then ``corpus/`` beside it.
+    """
+    for corpus in (questions.parent / f"{questions.stem}-corpus", questions.parent / "corpus"):
+        if corpus.is_dir():
+            return corpus
+    return None
+
+
+def _report_name(questions: Path) -> str:
+    """``ui-<folder>-<set>``: a plain folder name that never collides with `rag eval` reports."""
+    import re
+
+    raw = f"ui-{questions.parent.name}-{questions.stem}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "ui-eval"
 
 
 def _fmt(v):
@@ -574,10 +587,16 @@ def _fmt(v):
 
 
 def _escape_md(text: str) -> str:
-    """Report markdown quotes questions and documents: keep any HTML in them as text."""
+    """report.md for the page: its images are shown in the gallery above (their relative
+    links would not resolve here), and the questions and documents it quotes stay text."""
     import html
 
-    return html.escape(text or "", quote=False)
+    lines = [
+        line
+        for line in (text or "").splitlines()
+        if not line.startswith("![") and line.strip() != "## Plots"
+    ]
+    return html.escape("\n".join(lines), quote=False)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,0 +1,326 @@
+"""The running app, driven through its API with gradio_client (``rag serve`` in a subprocess).
+
+One server per module on a private copy of the test corpus, plus a document whose text holds
+``<script>`` and ``<img onerror>``. Real model, real index; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ui.render import CITE_PREFIX, read_cite_token
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+HARBOUR = (
+    "Harbour notes\n\n"
+    "The log holds <script>window.__pwned=1;alert(1)</script> and "
+    '<img src=x onerror="window.__pwned=2;alert(2)"> as plain text.\n'
+    "The harbour master of Leith logs every ship that enters the port.\n"
+)
+QUESTIONS = [
+    {"id": "q1", "question": "When did Eyjafjallajökull erupt?", "answers": ["April 2010"],
+     "source": "volcanoes.txt", "kind": "date"},
+    {"id": "q2", "question": "Who decoded the waggle dance?", "answers": ["Karl von Frisch"],
+     "source": "bees.md", "kind": "person"},
+    {"id": "q3", "question": "What is the capital of Mongolia?", "answers": []},
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(base: Path, corpus: Path, *extra: str) -> tuple[subprocess.Popen, str, Path]:
+    """``rag serve`` on a copy of ``corpus`` under ``base``; returns (process, url, seeds)."""
+    seeds = base / "seeds"
+    shutil.copytree(corpus, seeds)
+    (seeds / "harbour.txt").write_text(HARBOUR, encoding="utf-8")
+    evals = base / "evals" / "tiny"
+    evals.mkdir(parents=True)
+    (evals / "questions.jsonl").write_text(
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
+    )
+    port = free_port()
+    log = (base / "server.log").open("w")
+    cmd = [sys.executable, "-m", "rag", "serve", "--seeds", str(seeds), "--index",
+           str(base / "index"), "--evals", str(base / "evals"), "--port", str(port),
+           *extra]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen(cmd, cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 240
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"rag serve exited with {proc.returncode}:\n{_tail(base)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, url, seeds
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            pytest.fail(f"rag serve did not answer on {url}:\n{_tail(base)}")
+        time.sleep(0.5)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(base: Path) -> str:
+    return (base / "server.log").read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, corpus_dir):
+    base = tmp_path_factory.mktemp("ui-api")
+    proc, url, seeds = start_server(base, corpus_dir)
+    yield url, seeds
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False)
+
+
+def _bot_html(history: list[dict]) -> str:
+    msg = history[-1]
+    assert msg["role"] == "assistant"
+    return "".join(part["text"] for part in msg["content"])
+
+
+def _value(out):
+    """An output's value: a component update comes back as a dict holding it."""
+    return out["value"] if isinstance(out, dict) and "value" in out else out
+
+
+def _tokens(markup: str) -> list[str]:
+    return re.findall(rf"{CITE_PREFIX}[A-Za-z0-9_-]+", markup)
+
+
+def test_ask_answers_with_highlighted_citations(client):
+    history, box = client.predict(question="When did Eyjafjallajökull erupt?", api_name="/ask")
+    assert box == ""  # the question box is cleared
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    markup = _bot_html(history)
+    assert "rag-abstain" not in markup
+    marked = re.findall(r"<mark>(.*?)</mark>", markup)
+    assert "Eyjafjallajökull erupted in April 2010." in marked[0]
+    assert "volcanoes.txt" in markup and "Sources" in markup
+    first = read_cite_token(_tokens(markup)[0])
+    assert first["source"] == "volcanoes.txt" and first["n"] == 1
+
+
+def test_follow_up_questions_continue_the_conversation(client):
+    history, _ = client.predict(question="Who decoded the waggle dance?", api_name="/ask")
+    history, _ = client.predict(
+        question="How high is the Bell Rock Lighthouse?", history=history, api_name="/ask"
+    )
+    assert [m["role"] for m in history] == ["user", "assistant"] * 2
+    assert "Karl von Frisch" in _bot_html(history[:2])
+    assert "35 metres" in _bot_html(history)
+
+
+def test_abstains_and_still_shows_nearest_passages(client):
+    history, _ = client.predict(question="What is the capital of Mongolia?", api_name="/ask")
+    markup = _bot_html(history)
+    assert "rag-abstain" in markup and "Not found in the documents" in markup
+    assert "Nearest passages" in markup and "not confident" in markup
+    assert _tokens(markup)  # the passages still open in the viewer
+
+
+def test_answer_json_matches_the_cli_contract(client):
+    out = client.predict(question="When did Eyjafjallajökull erupt?", api_name="/answer")
+    assert out["abstained"] is False
+    assert out["answer"].endswith("[1]")
+    c = out["citations"][0]
+    assert c["source"] == "volcanoes.txt" and c["start"] <= c["highlight"][0]
+
+
+def test_empty_question_is_a_message_not_a_traceback(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="question is empty"):
+        client.predict(question="   ", api_name="/answer")
+    history, _ = client.predict(question="   ", api_name="/ask")
+    assert history == []
+
+
+def test_citation_opens_the_document_at_the_span(client):
+    history, _ = client.predict(question="When did Eyjafjallajökull erupt?", api_name="/ask")
+    token = _tokens(_bot_html(history))[0]
+    cite = read_cite_token(token)
+    viewer = client.predict(json.dumps({"token": token, "t": 1}), api_name="/open_source")
+    assert 'data-source="volcanoes.txt"' in viewer
+    marked = re.findall(r'<mark class="rag-hl"[^>]*>(.*?)</mark>', viewer)
+    assert html.unescape("".join(marked)) == "Eyjafjallajökull erupted in April 2010."
+    assert f"citation [{cite['n']}]" in viewer
+    assert "Volcanoes of Iceland" in viewer  # the whole document, not just the excerpt
+
+
+def test_citation_of_a_vanished_document_says_so(client):
+    payload = json.dumps({"source": "gone.txt", "start": 0, "end": 5, "hl": [0, 5]})
+    viewer = client.predict(payload, api_name="/open_source")
+    assert "no longer in the index" in viewer
+
+
+def test_script_in_a_document_comes_back_as_text(client):
+    history, _ = client.predict(question="Who logs the ships entering Leith?", api_name="/ask")
+    markup = _bot_html(history)
+    token = next(t for t in _tokens(markup) if read_cite_token(t)["source"] == "harbour.txt")
+    viewer = client.predict(token, api_name="/open_source")
+    for out in (markup, viewer):
+        assert "<script" not in out and "<img" not in out
+    assert "&lt;script&gt;window.__pwned=1;alert(1)&lt;/script&gt;" in viewer
+    assert "&lt;img src=x onerror=&quot;window.__pwned=2;alert(2)&quot;&gt;" in viewer
+
+
+def test_rebuild_picks_up_a_new_seed_file(client, server):
+    seeds = server[1]
+    (seeds / "glaciers.txt").write_text(
+        "Vatnajökull is the largest glacier in Iceland and covers about eight percent of the "
+        "country.\n",
+        encoding="utf-8",
+    )
+    summary, table, header = client.predict(api_name="/index_status")
+    assert "glaciers.txt" in table and "rag-state-new" in table
+    assert "Out of date" in summary and "changed since the last build" in header
+    log, summary, table, header = client.predict(api_name="/rebuild")
+    assert "1 added" in _value(log)
+    assert "Up to date" in summary and "rag-state-new" not in table
+    out = client.predict(question="What is the largest glacier in Iceland?", api_name="/answer")
+    assert out["citations"][0]["source"] == "glaciers.txt"
+    assert "Vatnajökull" in out["answer"]
+
+
+def test_upload_is_saved_indexed_and_answered_from(client, server, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    doc = tmp_path / "Lagoon notes.md"
+    doc.write_text("# Lagoon\n\nThe Blue Lagoon is fed by water from a geothermal power "
+                   "station at Svartsengi.\n", encoding="utf-8")  # fmt: skip
+    log, _files, summary, table, _ = client.predict([handle_file(doc)], api_name="/upload")
+    log = _value(log)
+    assert "added Lagoon_notes.md" in log and "1 added" in log
+    assert (server[1] / "Lagoon_notes.md").read_bytes() == doc.read_bytes()
+    assert "Lagoon_notes.md" in table
+    out = client.predict(question="What feeds the Blue Lagoon?", api_name="/answer")
+    assert out["citations"][0]["source"] == "Lagoon_notes.md"
+
+    doc.write_text("A second version.\n", encoding="utf-8")
+    with pytest.raises(AppError, match="already exists"):
+        client.predict([handle_file(doc)], api_name="/upload")
+    log, *_ = client.predict([handle_file(doc)], True, api_name="/upload")
+    assert "1 changed" in _value(log)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("tool.exe", "Invalid file type"),  # refused by the upload field itself
+        (".secret.txt", "hidden files"),  # refused by rag.uploads
+        ("latin1.txt", "not UTF-8"),
+    ],
+)
+def test_upload_rejected_for_a_bad_name_or_type(client, server, tmp_path, name, reason):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / name
+    bad.write_bytes("caf\u00e9 noir".encode("latin-1"))
+    before = sorted(p.name for p in server[1].iterdir())
+    with pytest.raises(AppError, match=reason):
+        client.predict([handle_file(bad)], api_name="/upload")
+    assert sorted(p.name for p in server[1].iterdir()) == before
+
+
+def test_several_users_at_once(server):
+    from gradio_client import Client
+
+    asks = {
+        "When did Eyjafjallajökull erupt?": "volcanoes.txt",
+        "Who decoded the waggle dance?": "bees.md",
+        "Who built the Bell Rock Lighthouse?": "lighthouse.html",
+        "When do spring tides occur?": "tides.pdf",
+    }
+
+    def ask(question: str) -> str:
+        client = Client(server[0], verbose=False)
+        return client.predict(question=question, api_name="/answer")["citations"][0]["source"]
+
+    questions = list(asks) * 2
+    with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        got = list(pool.map(ask, questions))
+    assert got == [asks[q] for q in questions]
+
+
+def test_eval_tab_runs_a_question_set(client, server):
+    summary, metrics, plots, report = client.predict(
+        path=str(server[1].parent / "evals" / "tiny" / "questions.jsonl"), api_name="/run_eval"
+    )
+    assert "Answer correct" in summary and "3 questions" in summary
+    table = _value(metrics)
+    row = dict(zip(table["headers"], table["data"][0], strict=True))
+    assert row["n"] == 3 and row["answerable"] == 2 and row["unanswerable"] == 1
+    assert _value(plots) and all(p["image"].endswith(".png") for p in _value(plots))
+    assert "Worst misses" in _value(report)
+
+
+# --------------------------------------------------------------------------- rag serve flags
+
+
+def test_binding_beyond_loopback_without_auth_warns(rag_cli, tmp_path):
+    r = rag_cli("serve", "--host", "0.0.0.0", "--seeds", tmp_path / "none", "--index",
+                tmp_path / "index")  # fmt: skip
+    assert "warning: serving on 0.0.0.0 without --auth" in r.stderr
+    assert r.returncode == 1 and "seeds folder not found" in r.stderr  # no traceback
+    assert "Traceback" not in r.stderr
+
+
+def test_loopback_or_auth_means_no_warning(rag_cli, tmp_path):
+    for args in (("--host", "127.0.0.1"), ("--host", "0.0.0.0", "--auth", "ann:secret")):
+        r = rag_cli("serve", *args, "--seeds", tmp_path / "none", "--index", tmp_path / "i")
+        assert "warning: serving" not in r.stderr and r.returncode == 1
+
+
+def test_bad_auth_is_one_line(rag_cli, tmp_path):
+    r = rag_cli("serve", "--auth", "nocolon", "--seeds", tmp_path)
+    assert r.returncode == 1 and r.stderr.strip() == "rag: --auth takes USER:PASS, both non-empty"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
+     ("0.0.0.0", False), ("192.168.1.10", False), ("::", False), ("example.org", False)],
+)  # fmt: skip
+def test_is_loopback(host, loopback):
+    from ui.app import is_loopback
+
+    assert is_loopback(host) is loopback

@@ -1062,52 +1062,26 @@ def run_eval(
     else:
         used, source = assistant.threshold, "default"
 
-    total, done = len(questions) * len(runs), 0
-    by_run: dict[str, list[QuestionResult]] = {}
-    with _one_torch_thread():
-        for run in runs:
-            # Untimed first question: lazy set-up (BM25 arrays, torch kernels) is not latency.
-            assistant.ask(questions[0].question, k=run.k, mode=run.mode, threshold=used)
-            out = []
-            for q in questions:
-                answer = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=used, id=q.id)
-                out.append(_result(run, q, answer, used))
-                done += 1
-                if progress:
-                    progress(done, total)
-            by_run[run.label] = out
-
     calibration, cal_meta = None, None
-    if calibrate:
-        prim = by_run[runs[0].label]
-        calibration = calibrate_threshold(
-            [r.confidence for r in prim if r.answers],
-            [r.confidence for r in prim if r.answers == ()],
-        )
-        path = write_calibration(
-            index_dir,
-            calibration,
-            question_set=_display(questions_path),
-            run=runs[0].label,
-            previous_threshold=used,
-            git_commit=_git_info()["commit"],
-        )
-        used, source = calibration.threshold, "calibrated on this set"
-        cal_meta = {**_calibration_dict(calibration), "path": _display(path)}
-        # Re-ask only the questions the new threshold flips: the answer text and the order of
-        # citations change with abstention, and they must be exactly what `rag ask` shows.
-        qmap = {q.id: q for q in questions}
-        for run in runs:
-            fixed = []
-            for r in by_run[run.label]:
-                if (r.confidence < used) != r.abstained:
-                    q = qmap[r.id]
-                    a = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=used, id=q.id)
-                    r = _result(run, q, a, used)
-                else:
-                    r = _replace_threshold(r, used)
-                fixed.append(r)
-            by_run[run.label] = fixed
+    with _one_torch_thread():
+        by_run = _ask_all(assistant, runs, questions, threshold=used, progress=progress)
+        if calibrate:
+            prim = by_run[runs[0].label]
+            calibration = calibrate_threshold(
+                [r.confidence for r in prim if r.answers],
+                [r.confidence for r in prim if r.answers == ()],
+            )
+            path = write_calibration(
+                index_dir,
+                calibration,
+                question_set=_display(questions_path),
+                run=runs[0].label,
+                previous_threshold=used,
+                git_commit=_git_info()["commit"],
+            )
+            used, source = calibration.threshold, "calibrated on this set"
+            cal_meta = {**_calibration_dict(calibration), "path": _display(path)}
+            by_run = _apply_threshold(assistant, runs, questions, by_run, threshold=used)
 
     results = tuple(r for run in runs for r in by_run[run.label])
     recs = [r.to_dict() for r in results]
@@ -1168,6 +1142,62 @@ def run_eval(
     )
 
 
+def _ask_all(
+    assistant,
+    runs: Sequence[RunSpec],
+    questions: Sequence[Question],
+    *,
+    threshold: float,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, list[QuestionResult]]:
+    """Every question through every run, in order; ``progress`` counts across runs."""
+    total, done = len(questions) * len(runs), 0
+    by_run: dict[str, list[QuestionResult]] = {}
+    for run in runs:
+        # Untimed first question: lazy set-up (BM25 arrays, torch kernels) is not latency.
+        assistant.ask(questions[0].question, k=run.k, mode=run.mode, threshold=threshold)
+        out = []
+        for q in questions:
+            answer = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
+            out.append(_result(run, q, answer, threshold))
+            done += 1
+            if progress:
+                progress(done, total)
+        by_run[run.label] = out
+    return by_run
+
+
+def _apply_threshold(
+    assistant,
+    runs: Sequence[RunSpec],
+    questions: Sequence[Question],
+    by_run: dict[str, list[QuestionResult]],
+    *,
+    threshold: float,
+) -> dict[str, list[QuestionResult]]:
+    """The results as a run at ``threshold`` would give them.
+
+    Only the questions whose abstention the new threshold flips are asked again (confidence
+    does not depend on the threshold); their answer text and citation order change, and must
+    be exactly what ``rag ask`` shows.
+    """
+    from dataclasses import replace
+
+    by_id = {q.id: q for q in questions}
+    out: dict[str, list[QuestionResult]] = {}
+    for run in runs:
+        fixed = []
+        for r in by_run[run.label]:
+            if (r.confidence < threshold) != r.abstained:
+                q = by_id[r.id]
+                a = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
+                fixed.append(_result(run, q, a, threshold))
+            else:
+                fixed.append(replace(r, threshold=threshold))
+        out[run.label] = fixed
+    return out
+
+
 @contextmanager
 def _one_torch_thread():
     """Embed questions on one torch thread while the eval runs.
@@ -1195,12 +1225,6 @@ def _calibration_dict(c: Calibration) -> dict:
         "unanswerable": c.n_unanswerable,
         "criterion": c.criterion,
     }
-
-
-def _replace_threshold(r: QuestionResult, threshold: float) -> QuestionResult:
-    from dataclasses import replace
-
-    return replace(r, threshold=threshold)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -900,7 +900,7 @@ def _plots(
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend()
-        ax.set_title(f"{name}: gold passage among the first k citations")
+        ax.set_title(f"{name}: gold passage among the first k citations", fontsize="medium")
         fig.tight_layout()
         path = report_dir / "hit_at_k.png"
         fig.savefig(path)
@@ -925,10 +925,12 @@ def _plots(
             # density, not counts: the groups differ a lot in size
             ax.hist(xs, bins=bins, alpha=0.55, density=True, label=f"{label} (n={len(xs)})")
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-        ax.set_xlabel("confidence (best sentence score)")
+        if not any(label == "unanswerable" for label, _ in groups):
+            ax.plot([], [], " ", label="no unanswerable questions in the set")
+        ax.set_xlabel("confidence (best sentence score); abstain left of the threshold")
         ax.set_ylabel("density")
-        ax.legend()
-        ax.set_title(f"{name} ({primary}): confidence, answerable vs unanswerable")
+        ax.legend(fontsize="small")
+        ax.set_title(f"{name} ({primary}): confidence", fontsize="medium")
         fig.tight_layout()
         path = report_dir / "confidence.png"
         fig.savefig(path)

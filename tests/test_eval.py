@@ -241,6 +241,23 @@ def test_a_broken_retrieval_setting_misses_the_floors(squad_smoke):
     assert broken["answer_correct"] < hybrid["answer_correct"]
 
 
+@pytest.mark.slow
+def test_the_cached_index_is_reused_when_nothing_changed(squad_smoke, tmp_path):
+    from rag.evaluation import cached_index_dir, prepare_index
+    from rag.settings import IndexSettings
+
+    cache = squad_smoke.index_dir.parent
+    assert squad_smoke.index_dir == cached_index_dir(SMOKE_CORPUS, cache_dir=cache)
+    again, build = prepare_index(SMOKE_CORPUS, cache_dir=cache)
+    assert again == squad_smoke.index_dir and not build.written
+    # Another folder (even with the same files) or other settings: another index.
+    copy = tmp_path / "smoke-corpus"
+    shutil.copytree(SMOKE_CORPUS, copy)
+    assert cached_index_dir(copy, cache_dir=cache) != squad_smoke.index_dir
+    other = IndexSettings(chunk_tokens=256)
+    assert cached_index_dir(SMOKE_CORPUS, other, cache_dir=cache) != squad_smoke.index_dir
+
+
 def _independent_answer_correct(records: list[dict]) -> float:
     """Answer-correct from the definition in evals/README.md, sharing no code with the scorer."""
 

@@ -197,6 +197,10 @@ def launch_options() -> dict:
     }
 
 
+#: After an answer arrives: scroll the chat so the latest question sits at the top (a long
+#: answer or an abstention's banner would otherwise be scrolled past). See static/app.js.
+SCROLL_TO_QUESTION = "() => { window.ragShowLatest && window.ragShowLatest(); }"
+
 _VIEWER_JS = """
 const body = () => element.querySelector('.rag-viewer-body');
 const go = () => {
@@ -295,9 +299,10 @@ def build_app(service: Service):
         log = render.build_log_html("\n".join(lines))
         return (gr.HTML(log, visible=True), None, *index_panel(service))
 
+    summary0, table0, header0 = index_panel(service)
     with gr.Blocks(title=f"{render.APP_NAME} · ask your documents", fill_width=True) as demo:
         header = gr.HTML(
-            render.header_html(None, {}, service.seeds_dir.as_posix()),
+            header0,
             elem_id="rag-header",
             js_on_load=None,
             apply_default_css=False,
@@ -318,7 +323,7 @@ def build_app(service: Service):
                             buttons=[],
                             feedback_options=None,
                             layout="panel",
-                            autoscroll=True,
+                            autoscroll=False,  # SCROLL_TO_QUESTION shows each answer from its top
                             placeholder=render.chat_placeholder(),
                         )
                         with gr.Row(elem_id="rag-ask-row"):
@@ -377,7 +382,7 @@ def build_app(service: Service):
 
             with gr.Tab("Index", id="index", elem_id="rag-tab-index"):
                 summary = gr.HTML(
-                    elem_id="rag-index-summary", js_on_load=None, apply_default_css=False
+                    summary0, elem_id="rag-index-summary", js_on_load=None, apply_default_css=False
                 )
                 with gr.Row(elem_id="rag-index-actions"):
                     rebuild = gr.Button(
@@ -391,7 +396,7 @@ def build_app(service: Service):
                         "Check for changes",
                         variant="secondary",
                         scale=0,
-                        min_width=190,
+                        min_width=210,
                         elem_id="rag-refresh",
                     )
                 build_log = gr.HTML(
@@ -401,7 +406,9 @@ def build_app(service: Service):
                     apply_default_css=False,
                     visible=False,
                 )
-                table = gr.HTML(elem_id="rag-docs", js_on_load=None, apply_default_css=False)
+                table = gr.HTML(
+                    table0, elem_id="rag-docs", js_on_load=None, apply_default_css=False
+                )
                 with gr.Accordion("Add documents", open=True, elem_id="rag-upload"):
                     gr.HTML(
                         render.upload_help(service.seeds_dir.as_posix(), MAX_UPLOAD_MB),
@@ -432,10 +439,10 @@ def build_app(service: Service):
         ask_inputs = [question, chatbot, k, mode, threshold]
         question.submit(
             respond, ask_inputs, [chatbot, question], api_name="ask", concurrency_id="ask"
-        )
+        ).then(None, js=SCROLL_TO_QUESTION)
         send.click(
             respond, ask_inputs, [chatbot, question], api_visibility="private", concurrency_id="ask"
-        )
+        ).then(None, js=SCROLL_TO_QUESTION)
         chatbot.clear(lambda: render.viewer_empty(), None, viewer, api_visibility="private")
         cite_target.change(
             do_open,
@@ -446,7 +453,7 @@ def build_app(service: Service):
             concurrency_id="ask",
         )
         gr.api(answer_json, api_name="answer", concurrency_id="ask")
-        demo.load(do_refresh, None, panel_outputs, api_name="index_status")
+        demo.load(do_refresh, None, panel_outputs, api_name="index_status", show_progress="hidden")
         refresh.click(do_refresh, None, panel_outputs, api_visibility="private")
         rebuild.click(
             do_rebuild,
@@ -475,10 +482,10 @@ def _eval_tab(service: Service) -> None:
 
     sets = _question_sets(service.evals_dir)
     gr.HTML(render.eval_intro(), js_on_load=None, apply_default_css=False)
-    with gr.Row(equal_height=True, elem_id="rag-eval-controls"):
+    with gr.Row(equal_height=False, elem_id="rag-eval-controls"):
         qset = gr.Dropdown(
             sets,
-            value=sets[0] if sets else None,
+            value=sets[0][1] if sets else None,
             label="Question set",
             scale=4,
             elem_id="rag-eval-set",
@@ -491,20 +498,14 @@ def _eval_tab(service: Service) -> None:
             min_width=120,
             elem_id="rag-eval-limit",
         )
-        run = gr.Button("Run evaluation", variant="primary", scale=1, elem_id="rag-eval-run")
+        run = gr.Button(
+            "Run evaluation", variant="primary", scale=0, min_width=200, elem_id="rag-eval-run"
+        )
     summary = gr.HTML("", elem_id="rag-eval-summary", js_on_load=None, apply_default_css=False)
-    metrics = gr.Dataframe(
-        label="Metrics", interactive=False, elem_id="rag-eval-metrics", wrap=True, visible=False
-    )
-    plots = gr.Gallery(
-        label="Plots",
-        columns=2,
-        height="auto",
-        elem_id="rag-eval-plots",
-        visible=False,
-        object_fit="contain",
-    )
+    plots = gr.HTML("", elem_id="rag-eval-plots", js_on_load=None, apply_default_css=False)
     report = gr.Markdown(elem_id="rag-eval-report", visible=False)
+    with gr.Accordion("Metrics as JSON", open=False, visible=False) as raw:
+        metrics = gr.JSON(elem_id="rag-eval-metrics", show_label=False)
 
     def do_run(path, n, progress=gr.Progress()):  # noqa: B008
         if not path:
@@ -532,33 +533,40 @@ def _eval_tab(service: Service) -> None:
             )
         except (RagError, ValueError, OSError) as e:
             raise gr.Error(str(e)) from None
-        headers = list(rep.rows[0].keys()) if rep.rows else []
-        table = [[_fmt(r.get(h)) for h in headers] for r in rep.rows]
         return (
             render.eval_summary_html(rep.rows[0] if rep.rows else {}, str(rep.report_dir)),
-            gr.Dataframe(value=table, headers=headers, visible=True),
-            gr.Gallery(value=[str(x) for x in rep.plots], visible=bool(rep.plots)),
+            render.plots_html(rep.plots),
             gr.Markdown(_escape_md(rep.markdown), visible=True),
+            gr.Accordion(visible=True),
+            rep.rows,
         )
 
     run.click(
         do_run,
         [qset, limit],
-        [summary, metrics, plots, report],
+        [summary, plots, report, raw, metrics],
         api_name="run_eval",
         concurrency_limit=1,
         concurrency_id="eval",
     )
 
 
-def _question_sets(evals_dir: Path) -> list[str]:
+def _question_sets(evals_dir: Path) -> list[tuple[str, str]]:
+    """(label, path) of each question set: the label relative to ``evals_dir``."""
     try:
         from rag.evaluation import list_question_sets
 
         found = list_question_sets(evals_dir)
     except Exception:  # the eval module is optional: fall back to the folder layout
         found = sorted(Path(evals_dir).glob("*/questions*.jsonl"))
-    return [Path(p).as_posix() for p in found]
+    out = []
+    for p in map(Path, found):
+        try:
+            label = p.relative_to(evals_dir).as_posix()
+        except ValueError:
+            label = p.as_posix()
+        out.append((label, p.as_posix()))
+    return out
 
 
 def _eval_seeds(questions: Path) -> Path | None:

@@ -16,6 +16,7 @@ import html
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 from rag.answer import Answer, Citation
 from rag.documents import Document
@@ -493,3 +494,16 @@ def eval_summary_html(row: Mapping, report_dir: str) -> str:
         f'<div class="rag-eval-where">{_text(str(n))} questions · run {_text(str(run))} · '
         f"report in <code>{_text(report_dir)}</code></div></div>"
     )
+
+
+def plots_html(paths) -> str:
+    """The eval's PNG plots, inlined (no file serving needed), two a row."""
+    imgs = []
+    for p in paths:
+        try:
+            data = base64.b64encode(Path(p).read_bytes()).decode()
+        except OSError:
+            continue
+        imgs.append(f'<img class="rag-plot" alt="{_attr(Path(p).stem)}" '
+                    f'src="data:image/png;base64,{data}">')  # fmt: skip
+    return f'<div class="rag-plots">{"".join(imgs)}</div>' if imgs else ""

@@ -19,6 +19,23 @@
     el.classList.add("rag-active");
   }
 
+  // Scroll the chat so its latest question is at the top of the view.
+  window.ragShowLatest = () => {
+    const show = () => {
+      const qs = document.querySelectorAll("#rag-chat .rag-question");
+      const q = qs[qs.length - 1];
+      if (!q) return;
+      let box = q.parentElement;
+      while (box && !(box.scrollHeight > box.clientHeight &&
+                      /(auto|scroll)/.test(getComputedStyle(box).overflowY))) {
+        box = box.parentElement;
+      }
+      if (!box) return;
+      box.scrollTop += q.getBoundingClientRect().top - box.getBoundingClientRect().top - 12;
+    };
+    requestAnimationFrame(() => requestAnimationFrame(show));
+  };
+
   const find = (e) =>
     e.target instanceof Element ? e.target.closest(".rag-cite, .rag-ref") : null;
 

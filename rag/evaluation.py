@@ -806,9 +806,11 @@ def _markdown(
     counts = idx.get("counts") or {}
     s = idx.get("settings") or {}
     git = meta["git"]
-    commit = (git.get("commit") or "unknown")[:12] + (
-        " (with uncommitted changes)" if git.get("dirty") else ""
-    )
+    commit = f"`{(git.get('commit') or 'unknown')[:12]}`"
+    if git.get("dirty"):
+        commit += " with uncommitted changes to " + ", ".join(
+            f"`{f}`" for f in git.get("changed", [])
+        )
     lines = [
         f"# Eval report: {name}",
         "",
@@ -818,7 +820,7 @@ def _markdown(
         f"documents, {counts.get('chunks')} chunks; model {s.get('model')}, "
         f"{s.get('chunk_tokens')} tokens/chunk, overlap {s.get('overlap_sentences')} sentence(s)",
         f"- Abstention threshold: {meta['threshold']:.4f} ({meta['threshold_source']})",
-        f"- Git commit: `{commit}`; run at {meta['created_at']}",
+        f"- Git commit: {commit}; run at {meta['created_at']}",
         "",
         "## Results",
         "",
@@ -950,8 +952,11 @@ def _git_info() -> dict:
         return out.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    diff = git("diff", "--name-only", "HEAD")
+    changed = sorted(diff.splitlines()) if diff else []
+    # A report made with uncommitted changes names them: the commit alone is not the code.
+    return {"commit": commit, "dirty": bool(changed) if diff is not None else None,
+            "changed": changed}  # fmt: skip
 
 
 def _now() -> str:

@@ -274,6 +274,17 @@ def test_follow_up_keeps_the_conversation_and_old_citations_work(ui):
     ui.page.locator("#rag-viewer .rag-viewer-title", has_text="bees.md").wait_for()
     assert "Karl von Frisch" in ui.page.locator("#rag-viewer mark#rag-hl").inner_text()
 
+    # The other retrieved passages fold away; opened, they open in the viewer by keyboard too.
+    more = first.locator("details.rag-more")
+    weak = more.locator(".rag-cite-weak").first
+    assert not weak.is_visible()
+    more.locator("summary").click()
+    weak.wait_for()
+    source = weak.locator(".rag-cite-src").inner_text()
+    weak.focus()
+    ui.page.keyboard.press("Enter")
+    ui.page.locator("#rag-viewer .rag-viewer-title", has_text=source).wait_for()
+
 
 def test_settings_change_the_answer(ui):
     ui.page.locator("#rag-settings").get_by_text("Settings").click()

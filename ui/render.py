@@ -196,10 +196,8 @@ def answer_html(answer: Answer, documents: Mapping[str, Document]) -> str:
     n_docs = len({c.source for c in answer.citations})
     foot = [f"confidence {answer.confidence:.2f}", f"{answer.latency_ms:.0f} ms"]
     if answer.citations:
-        foot.insert(
-            0,
-            f"{len(answer.citations)} passages from {n_docs} document{'s' if n_docs != 1 else ''}",
-        )
+        passages = _count(len(answer.citations), "passage")
+        foot.insert(0, f"{passages} from {_count(n_docs, 'document')}")
     out.append(f'<div class="rag-foot">{" · ".join(foot)}</div>')
     out.append("</div>")
     return "".join(out)
@@ -324,6 +322,10 @@ def viewer_html(
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def when(iso: str | None) -> str:
     """``2026-11-25 10:38 UTC`` from the manifest's ISO time."""
     if not iso:
@@ -406,7 +408,8 @@ def header_html(manifest: Mapping | None, status: Mapping[str, str], seeds: str)
     else:
         c = manifest.get("counts", {})
         facts = (
-            f"{c.get('documents', 0)} documents · {c.get('chunks', 0)} passages · "
+            f"{_count(c.get('documents', 0), 'document')} · "
+            f"{_count(c.get('chunks', 0), 'passage')} · "
             f"built {when(manifest.get('built_at'))}"
         )
     pending = sum(1 for v in status.values() if v != "indexed")

@@ -351,7 +351,7 @@ def index_summary_html(manifest: Mapping | None, status: Mapping[str, str]) -> s
         ("Documents", f"{counts.get('documents', 0):,}"),
         ("Passages", f"{counts.get('chunks', 0):,}"),
         ("Sentences", f"{counts.get('sentences', 0):,}"),
-        ("Model", f"{m['name']} ({m['dimension']}-d)"),
+        ("Model", f"{m['name']} · {m['dimension']} dims"),
         ("Chunking", f"{s['chunk_tokens']} tokens, {s['overlap_sentences']} sentence overlap"),
         ("Last build", when(manifest.get("built_at"))),
     ]

@@ -16,8 +16,24 @@ from rag.settings import IndexSettings
 from rag.store import BuildReport, Index, build_index, index_status
 
 __all__ = [
-    "Answer", "Assistant", "BadInputError", "BuildReport", "Chunk", "Citation", "Document",
-    "Embedder", "EmptyQuestionError", "Index", "IndexMismatchError", "IndexNotFoundError",
-    "IndexSettings", "RagError", "Hit", "Retriever", "build_index", "chunk_document",
-    "index_status", "load_documents",
-]  # fmt: skip
+    "Answer",
+    "Assistant",
+    "BadInputError",
+    "BuildReport",
+    "Chunk",
+    "Citation",
+    "Document",
+    "Embedder",
+    "EmptyQuestionError",
+    "Index",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexSettings",
+    "RagError",
+    "Hit",
+    "Retriever",
+    "build_index",
+    "chunk_document",
+    "index_status",
+    "load_documents",
+]

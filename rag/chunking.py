@@ -177,9 +177,15 @@ def chunk_document(
         start, end = sentences[i][0], sentences[j - 1][1]
         body = text[start:end]
         chunks.append(
-            Chunk(chunk_id(doc.source, start, end, body), doc.source, start, end, body,
-                  tuple(sentences[i:j]))
-        )  # fmt: skip
+            Chunk(
+                chunk_id(doc.source, start, end, body),
+                doc.source,
+                start,
+                end,
+                body,
+                tuple(sentences[i:j]),
+            )
+        )
         if j >= len(sentences):
             break
         i = max(i + 1, j - overlap_sentences)

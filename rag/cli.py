@@ -42,29 +42,47 @@ def _unit(value: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=Path, default=Path("seeds"), metavar="DIR",
-                   help="documents folder (default: seeds/)")  # fmt: skip
-    p.add_argument("--index", type=Path, default=Path("index"), metavar="DIR",
-                   help="index folder (default: index/)")  # fmt: skip
+    p.add_argument(
+        "--seeds",
+        type=Path,
+        default=Path("seeds"),
+        metavar="DIR",
+        help="documents folder (default: seeds/)",
+    )
+    p.add_argument(
+        "--index",
+        type=Path,
+        default=Path("index"),
+        metavar="DIR",
+        help="index folder (default: index/)",
+    )
 
 
 def _retrieval(p: argparse.ArgumentParser) -> None:
     from rag.retrieval import DEFAULT_MODE, MODES
 
     p.add_argument("-k", type=_positive, default=5, help="passages to retrieve (default: 5)")
-    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                   help=f"retrieval mode (default: {DEFAULT_MODE})")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULT_MODE,
+        help=f"retrieval mode (default: {DEFAULT_MODE})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rag", description="Answer questions with exact, cited sentences "
-                     "from the documents in seeds/.")  # fmt: skip
+    parser = _Parser(
+        prog="rag",
+        description="Answer questions with exact, cited sentences from the documents in seeds/.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("index", help="build or update the index from the seeds folder")
     _common(p)
-    p.add_argument("--model", help="sentence-transformers model name or path "
-                   "(default: the index's, or all-MiniLM-L6-v2)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        help="sentence-transformers model name or path (default: the index's, or all-MiniLM-L6-v2)",
+    )
     p.add_argument("--chunk-tokens", type=_positive, help="chunk budget in cl100k tokens")
     p.add_argument("--overlap", type=int, help="sentences of overlap between chunks")
     p.add_argument("--rebuild", action="store_true", help="start over: re-chunk and re-embed all")
@@ -77,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON answer")
-    out.add_argument("--jsonl", action="store_true",
-                     help="read questions from stdin (JSON lines or plain text), "
-                     "write one JSON answer a line")  # fmt: skip
+    out.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
+    )
     p.add_argument("--threshold", type=_unit, help="abstain below this confidence")
     p.add_argument("--max-sentences", type=_positive, default=2, help="sentences shown (default 2)")
     p.add_argument("--model", help="refuse to answer unless the index was built with this model")
@@ -127,9 +147,14 @@ def cmd_index(args) -> int:
             chunk_tokens=args.chunk_tokens or base.chunk_tokens,
             overlap_sentences=base.overlap_sentences if args.overlap is None else args.overlap,
         )
-    report = build_index(args.seeds, args.index, settings=settings, rebuild=args.rebuild,
-                         progress=not args.quiet and sys.stderr.isatty(),
-                         warn=lambda m: print(f"warning: {m}", file=sys.stderr))  # fmt: skip
+    report = build_index(
+        args.seeds,
+        args.index,
+        settings=settings,
+        rebuild=args.rebuild,
+        progress=not args.quiet and sys.stderr.isatty(),
+        warn=lambda m: print(f"warning: {m}", file=sys.stderr),
+    )
     print(report)
     return 0
 
@@ -144,8 +169,10 @@ def _print_answer(answer) -> None:
     for c in answer.citations:
         where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
         a, b = c.highlight[0] - c.start, c.highlight[1] - c.start
-        print(f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
-              f"(score {c.score:.2f})")  # fmt: skip
+        print(
+            f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
+            f"(score {c.score:.2f})"
+        )
         print(f"      {' '.join(c.excerpt[a:b].split())}")
 
 
@@ -158,8 +185,11 @@ def _stale_note(seeds: Path, index: Path) -> None:
         return
     stale = [s for s, v in status.items() if v != "indexed"]
     if stale:
-        print(f"note: {len(stale)} document(s) in {seeds}/ changed since the index was built: "
-              "run `rag index`", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {len(stale)} document(s) in {seeds}/ changed since the index was built: "
+            "run `rag index`",
+            file=sys.stderr,
+        )
 
 
 def cmd_ask(args) -> int:
@@ -219,8 +249,10 @@ def cmd_status(args) -> int:
         print(f"{state:8} {chunks!s:>6}  {source}")
     if manifest:
         s = manifest["settings"]
-        print(f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
-              f"{s['overlap_sentences']}, built {manifest['built_at']}")  # fmt: skip
+        print(
+            f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
+            f"{s['overlap_sentences']}, built {manifest['built_at']}"
+        )
     else:
         print(f"no index in {args.index}/: run `rag index`")
     return 0

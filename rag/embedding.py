@@ -32,6 +32,9 @@ def _load(name: str):
     with _LOCK:
         if name not in _MODELS:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would litter stderr
 
             try:
                 _MODELS[name] = SentenceTransformer(resolve_model(name), device="cpu")

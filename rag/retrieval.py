@@ -71,6 +71,16 @@ class Retriever:
         self._bm25 = bm25s.BM25()
         if index.chunks:
             self._bm25.index(chunk_terms, show_progress=False)
+        # Sentence terms and each sentence's predecessor, for the answer scorer.
+        self.sentence_terms: dict[tuple[str, int, int], frozenset[str]] = {}
+        self.previous: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        before = None
+        for key in index.sentence_rows:  # document order
+            doc = index.documents[key[0]]
+            self.sentence_terms[key] = frozenset(terms(doc.text[key[1] : key[2]]))
+            if before is not None and before[0] == key[0]:
+                self.previous[key] = before
+            before = key
         df = Counter(t for ts in chunk_terms for t in set(ts))
         n = max(len(chunk_terms), 1)
         self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}

@@ -117,16 +117,28 @@ class Index:
         try:
             documents, sentence_rows = {}, {}
             for rec in _read_jsonl(path / "documents.jsonl"):
-                doc = Document(rec["source"], rec["text"], rec["content_hash"],
-                               tuple(rec["page_starts"]) if rec["page_starts"] else None)  # fmt: skip
+                doc = Document(
+                    rec["source"],
+                    rec["text"],
+                    rec["content_hash"],
+                    tuple(rec["page_starts"]) if rec["page_starts"] else None,
+                )
                 documents[doc.source] = doc
                 for a, b in rec["sentences"]:
                     sentence_rows[(doc.source, a, b)] = len(sentence_rows)
             chunks = []
             for rec in _read_jsonl(path / "chunks.jsonl"):
                 text = documents[rec["source"]].text[rec["start"] : rec["end"]]
-                chunks.append(Chunk(rec["id"], rec["source"], rec["start"], rec["end"], text,
-                                    tuple(tuple(s) for s in rec["sentences"])))  # fmt: skip
+                chunks.append(
+                    Chunk(
+                        rec["id"],
+                        rec["source"],
+                        rec["start"],
+                        rec["end"],
+                        text,
+                        tuple(tuple(s) for s in rec["sentences"]),
+                    )
+                )
             chunk_index = faiss.read_index(str(path / "chunks.faiss"))
             sentence_index = faiss.read_index(str(path / "sentences.faiss"))
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -139,7 +151,7 @@ class Index:
             dim,
         ) or sentence_index.ntotal != len(sentence_rows):
             raise IndexMismatchError(
-                f"{path}/ is inconsistent (vectors do not match metadata): run `rag index --rebuild`"
+                f"{path}/ is inconsistent (vectors and metadata differ): run `rag index --rebuild`"
             )
         return cls(
             path=path,
@@ -285,8 +297,14 @@ def build_index(
         s: tuple(sorted(k for k, v in status.items() if v == s))
         for s in ("new", "changed", "indexed", "deleted")
     }
-    report = dict(added=by["new"], changed=by["changed"], removed=by["deleted"],
-                  unchanged=by["indexed"], skipped=tuple(skipped), full_rebuild=full)  # fmt: skip
+    report = dict(
+        added=by["new"],
+        changed=by["changed"],
+        removed=by["deleted"],
+        unchanged=by["indexed"],
+        skipped=tuple(skipped),
+        full_rebuild=full,
+    )
     if not full and not (by["new"] or by["changed"] or by["deleted"]):
         total = sum(d["chunks"] for d in previous["documents"].values())
         return BuildReport(**report, chunks_total=total, seconds=time.perf_counter() - t0)
@@ -296,13 +314,21 @@ def build_index(
     doc_sentences: dict[str, list[Span]] = {}
     chunks: list[Chunk] = []
     for doc in docs:
-        sents = document_sentences(doc, chunk_tokens=settings.chunk_tokens,
-                                   window_tokens=embedder.count_tokens, window=embedder.window)  # fmt: skip
+        sents = document_sentences(
+            doc,
+            chunk_tokens=settings.chunk_tokens,
+            window_tokens=embedder.count_tokens,
+            window=embedder.window,
+        )
         doc_sentences[doc.source] = sents
-        chunks += chunk_document(doc, chunk_tokens=settings.chunk_tokens,
-                                 overlap_sentences=settings.overlap_sentences,
-                                 window_tokens=embedder.count_tokens, window=embedder.window,
-                                 sentences=sents)  # fmt: skip
+        chunks += chunk_document(
+            doc,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_sentences=settings.overlap_sentences,
+            window_tokens=embedder.count_tokens,
+            window=embedder.window,
+            sentences=sents,
+        )
 
     texts = {d.source: d.text for d in docs}
     chunk_texts = [c.text for c in chunks]
@@ -339,14 +365,23 @@ def build_index(
         faiss = _faiss()
         with (tmp / "documents.jsonl").open("w", encoding="utf-8") as f:
             for d in docs:
-                rec = {"source": d.source, "content_hash": d.content_hash, "text": d.text,
-                       "page_starts": list(d.page_starts) if d.page_starts else None,
-                       "sentences": doc_sentences[d.source]}  # fmt: skip
+                rec = {
+                    "source": d.source,
+                    "content_hash": d.content_hash,
+                    "text": d.text,
+                    "page_starts": list(d.page_starts) if d.page_starts else None,
+                    "sentences": doc_sentences[d.source],
+                }
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
             for c in chunks:
-                rec = {"id": c.id, "source": c.source, "start": c.start, "end": c.end,
-                       "sentences": c.sentences}  # fmt: skip
+                rec = {
+                    "id": c.id,
+                    "source": c.source,
+                    "start": c.start,
+                    "end": c.end,
+                    "sentences": c.sentences,
+                }
                 f.write(json.dumps(rec) + "\n")
         for name, items in (("chunks.faiss", chunk_texts), ("sentences.faiss", sentence_texts)):
             # Inner product is cosine similarity on unit vectors.

@@ -28,7 +28,7 @@ def embedder():
     from rag.embedding import Embedder
 
     e = Embedder()
-    e.model  # load once for the whole session
+    _ = e.model  # load once for the whole session
     return e
 
 

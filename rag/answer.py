@@ -6,6 +6,7 @@ How sentences are scored: every sentence of the retrieved chunks gets
     + W_LEXICAL * share of the question's terms in the sentence        (IDF-weighted)
     + W_CONTEXT * share of the other question terms in the sentence before
     - HEADING_PENALTY if it is a heading
+    - ANSWER_TYPE_PENALTY if the question asks for a number or a name the sentence lacks
 
 (terms: lowercased, stop words dropped, Snowball-stemmed). The context term lets "It was
 built by Robert Stevenson." win after a sentence that names the lighthouse. Retrieved chunks
@@ -19,6 +20,7 @@ abstains: it says the documents do not contain the answer and still lists the ne
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -42,6 +44,10 @@ RANK_PRIOR = 0.05
 #: A line without closing punctuation (a heading, a title) restates the topic but never
 #: answers; it loses this much so a real sentence wins.
 HEADING_PENALTY = 0.2
+#: A question that asks for a number or a name, put to a sentence that adds no number or
+#: name beyond the question's own ("What are the names of the eight men?" against "Eight men
+#: were arrested."), costs the sentence this much.
+ANSWER_TYPE_PENALTY = 0.15
 #: Sentences are drawn from the best ANSWER_DEPTH hits only, so asking for more passages
 #: (``-k 10`` in an eval) lists more citations without changing the answer.
 ANSWER_DEPTH = 5
@@ -226,6 +232,8 @@ def score_sentences(
         return retriever.idf.get(term, retriever.default_idf)
 
     q_weight = sum(idf(t) for t in q_terms) or 1.0
+    wants = expected_answer(question)
+    q_words = {w.lower() for w in _TOKEN.findall(question)}
     out: dict[tuple[str, int, int], _Scored] = {}
     best: list[_Scored] = []
     for hit in hits:
@@ -245,12 +253,50 @@ def score_sentences(
                 )
                 if _is_heading(doc.text, a, b):
                     score -= HEADING_PENALTY
+                if wants and not _offers(wants, doc.text[a:b], q_words):
+                    score -= ANSWER_TYPE_PENALTY
                 out[key] = _Scored(hit, (a, b), score)
             mine.append(_Scored(hit, (a, b), out[key].score))
         best.append(max(mine, key=lambda s: s.score))
     if best_per_hit:
         return best
     return sorted(out.values(), key=lambda s: -s.score)
+
+
+_NUMBER_QUESTION = re.compile(
+    r"\bhow (many|much|long|old|far|tall|high|large|big|often|fast|wide|deep|heavy)\b"
+    r"|\bwhat (year|percentage|percent|share|proportion|amount|number|age|date|decade|century)\b"
+    r"|\b(which|what) (year|decade|century)\b",
+    re.IGNORECASE,
+)
+_NAME_QUESTION = re.compile(r"^\W*(who|whom|whose)\b|\bnames?\b", re.IGNORECASE)
+_TOKEN = re.compile(r"[\w’'-]+")
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty "
+    "fifty hundred hundreds thousand thousands million millions billion billions dozen dozens "
+    "half twice first second third fourth fifth".split()
+)
+
+
+def expected_answer(question: str) -> str | None:
+    """ "number" or "name" when the question plainly asks for one, else None."""
+    if _NUMBER_QUESTION.search(question):
+        return "number"
+    if _NAME_QUESTION.search(question):
+        return "name"
+    return None
+
+
+def _offers(wants: str, sentence: str, q_words: set[str]) -> bool:
+    """Whether ``sentence`` holds a number (or a capitalised name) the question does not."""
+    words = _TOKEN.findall(sentence)
+    if wants == "number":
+        return any(
+            (any(c.isdigit() for c in w) or w.lower() in _NUMBER_WORDS) and w.lower() not in q_words
+            for w in words
+        )
+    # A capitalised word past the first one that the question does not already say.
+    return any(w[0].isupper() and w.lower() not in q_words for w in words[1:])
 
 
 _CLOSERS = tuple(".!?:;\"')]”’»…")

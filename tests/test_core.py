@@ -422,3 +422,27 @@ def test_seed_questions_are_answered(seed_assistant):
 def test_squad_questions_against_the_seed_article_abstain(seed_assistant):
     answers = [seed_assistant.ask(q) for q in OFF_TOPIC]
     assert [a.question for a in answers if not a.abstained] == []
+
+
+@pytest.mark.parametrize(
+    "question, sentence, offers",
+    [
+        ("How many people died in the attack?", "Eight people died in the attack.", True),
+        ("How many people died in the attack?", "People died in the attack.", False),
+        ("In what year was the group founded?", "The group was founded in 2015.", True),
+        ("How many of the 8 men were charged?", "The 8 men were arrested.", False),
+        ("What are the names of the men?", "The men were arrested by agents.", False),
+        ("Who built the Bell Rock Lighthouse?", "It was built by Robert Stevenson.", True),
+        ("Who built the Bell Rock Lighthouse?", "The Bell Rock Lighthouse is tall.", False),
+        ("Why did crops fail?", "Sulphur dioxide spread.", None),
+    ],
+)
+def test_answer_type_check(question, sentence, offers):
+    from rag.answer import _TOKEN, _offers, expected_answer
+
+    wants = expected_answer(question)
+    if offers is None:
+        assert wants is None
+    else:
+        q_words = {w.lower() for w in _TOKEN.findall(question)}
+        assert _offers(wants, sentence, q_words) is offers

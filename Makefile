@@ -36,8 +36,8 @@ eval: index
 	$(BIN)/rag eval evals/squad-sample/questions.jsonl --seeds evals/squad-sample/corpus --name squad-sample --compare hybrid,dense,bm25,dense@k=1
 
 lint: install
-	$(BIN)/ruff check rag ui tests
-	$(BIN)/ruff format --check rag ui tests
+	$(BIN)/ruff check rag ui tests evals
+	$(BIN)/ruff format --check rag ui tests evals
 
 clean:
 	rm -rf $(VENV) .pytest_cache

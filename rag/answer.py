@@ -37,6 +37,8 @@ W_DENSE = 0.5
 W_LEXICAL = 0.5
 W_CONTEXT = 0.35
 SECOND_MARGIN = 0.15
+#: A second sentence is shown only while the whole answer stays within this many words.
+SECOND_MAX_WORDS = 80
 #: Sentences of this many retrieved chunks are scored and the chunks re-ranked by them.
 RERANK_DEPTH = 20
 #: Weight of the retrieval rank in the re-ranking (1/rank).
@@ -179,11 +181,7 @@ class Assistant:
         confidence = scored[0].score if scored else 0.0
         abstained = confidence < threshold
 
-        chosen: list[_Scored] = []
-        if not abstained:
-            chosen = [
-                s for s in scored[:max_sentences] if s.score >= scored[0].score - SECOND_MARGIN
-            ]
+        chosen = [] if abstained else _choose(scored, max_sentences)
         index = retriever.index
         citations: list[Citation] = []
         for s in chosen:
@@ -204,6 +202,27 @@ class Assistant:
             )
         latency = (time.perf_counter() - t0) * 1000
         return Answer(question, text, abstained, tuple(citations), confidence, latency, id)
+
+
+def _choose(scored: list[_Scored], max_sentences: int) -> list[_Scored]:
+    """The best sentence, then the next ones while they score within SECOND_MARGIN of it and
+    the answer stays under SECOND_MAX_WORDS; the same sentence text is never shown twice."""
+    chosen: list[_Scored] = []
+    shown: set[str] = set()
+    words = 0
+    for s in scored:
+        if len(chosen) == max_sentences or s.score < scored[0].score - SECOND_MARGIN:
+            break
+        text = " ".join(
+            s.hit.chunk.text[s.span[0] - s.hit.chunk.start : s.span[1] - s.hit.chunk.start].split()
+        )
+        n = len(text.split())
+        if text in shown or (chosen and words + n > SECOND_MAX_WORDS):
+            continue
+        shown.add(text)
+        chosen.append(s)
+        words += n
+    return chosen
 
 
 def rerank(retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit]) -> list[Hit]:

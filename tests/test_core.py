@@ -240,6 +240,18 @@ def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):
     assert len(sentences) == len(set(sentences))
 
 
+def test_a_sentence_in_two_different_files_is_shown_once(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    fact = "The Zorblax fruit turns bright violet when it is ripe."
+    (seeds / "a.txt").write_text(f"Notes on fruit.\n{fact} It grows on Quell.\n")
+    (seeds / "b.txt").write_text(f"Market report.\n{fact} Traders pay well for it.\n")
+    build_index(seeds, tmp_path / "index")
+    answer = Assistant(tmp_path / "index").ask("What colour is a ripe Zorblax fruit?")
+    assert not answer.abstained
+    assert answer.answer.count("violet") == 1, answer.answer
+
+
 # --- answers ---------------------------------------------------------------------------
 
 
@@ -292,6 +304,7 @@ def test_k_larger_than_the_corpus(assistant, mode):
 
 # --- the CLI contract ------------------------------------------------------------------
 
+ANSWER_KEYS = {"id", "question", "answer", "abstained", "citations", "latency_ms"}
 CITATION_KEYS = {
     "n",
     "source",
@@ -313,7 +326,7 @@ def test_ask_json_contract(built_index, rag_cli):
     )
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
-    assert {"id", "question", "answer", "abstained", "citations", "latency_ms"} <= set(d)
+    assert ANSWER_KEYS <= set(d)
     assert d["abstained"] is False and d["citations"]
     assert all(set(c) >= CITATION_KEYS for c in d["citations"])
     assert [c["n"] for c in d["citations"]] == list(range(1, len(d["citations"]) + 1))

@@ -7,17 +7,11 @@ under CI a missing chromium fails. Screenshots of each screen go to evals/screen
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from serving import start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,12 +24,6 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 TIMEOUT_MS = 60_000
 
-HARBOUR = (
-    "Harbour notes\n\n"
-    "The log holds <script>window.__pwned=1;alert(1)</script> and "
-    '<img src=x onerror="window.__pwned=2;alert(2)"> as plain text.\n'
-    "The harbour master of Leith logs every ship that enters the port.\n"
-)
 #: A long document whose one relevant sentence sits far below the viewer's first screen.
 ALMANAC = "".join(
     f"Day {i}: the wind was light and the boats went out as usual.\n" for i in range(1, 181)
@@ -64,54 +52,16 @@ def _chromium_or_skip() -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, corpus_dir):
     """``rag serve`` on a copy of the test corpus plus a document holding script tags."""
     _chromium_or_skip()
     base = tmp_path_factory.mktemp("ui-browser")
-    seeds = base / "seeds"
-    shutil.copytree(corpus_dir, seeds)
-    (seeds / "harbour.txt").write_text(HARBOUR, encoding="utf-8")
-    (seeds / "almanac.txt").write_text(ALMANAC, encoding="utf-8")
-    tiny = base / "evals" / "tiny"
-    tiny.mkdir(parents=True)
-    (tiny / "questions.jsonl").write_text(
-        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
+    proc, url, _ = start_server(
+        base, corpus_dir, questions=QUESTIONS, files={"almanac.txt": ALMANAC}
     )
-    port = _free_port()
-    log = (base / "server.log").open("w")
-    cmd = [sys.executable, "-m", "rag", "serve", "--seeds", str(seeds), "--index",
-           str(base / "index"), "--evals", str(base / "evals"), "--port", str(port)]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen(cmd, cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"rag serve exited:\n{(base / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rag serve did not answer:\n{(base / 'server.log').read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield url
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

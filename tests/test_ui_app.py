@@ -8,30 +8,18 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from serving import start_server, stop_server
 
 from ui.render import CITE_PREFIX, read_cite_token
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
-HARBOUR = (
-    "Harbour notes\n\n"
-    "The log holds <script>window.__pwned=1;alert(1)</script> and "
-    '<img src=x onerror="window.__pwned=2;alert(2)"> as plain text.\n'
-    "The harbour master of Leith logs every ship that enters the port.\n"
-)
 QUESTIONS = [
     {"id": "q1", "question": "When did Eyjafjallajökull erupt?", "answers": ["April 2010"],
      "source": "volcanoes.txt", "kind": "date"},
@@ -41,63 +29,10 @@ QUESTIONS = [
 ]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(base: Path, corpus: Path, *extra: str) -> tuple[subprocess.Popen, str, Path]:
-    """``rag serve`` on a copy of ``corpus`` under ``base``; returns (process, url, seeds)."""
-    seeds = base / "seeds"
-    shutil.copytree(corpus, seeds)
-    (seeds / "harbour.txt").write_text(HARBOUR, encoding="utf-8")
-    evals = base / "evals" / "tiny"
-    evals.mkdir(parents=True)
-    (evals / "questions.jsonl").write_text(
-        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
-    )
-    port = free_port()
-    log = (base / "server.log").open("w")
-    cmd = [sys.executable, "-m", "rag", "serve", "--seeds", str(seeds), "--index",
-           str(base / "index"), "--evals", str(base / "evals"), "--port", str(port),
-           *extra]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen(cmd, cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"rag serve exited with {proc.returncode}:\n{_tail(base)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url, seeds
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            stop_server(proc)
-            pytest.fail(f"rag serve did not answer on {url}:\n{_tail(base)}")
-        time.sleep(0.5)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _tail(base: Path) -> str:
-    return (base / "server.log").read_text(errors="replace")[-3000:]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, corpus_dir):
     base = tmp_path_factory.mktemp("ui-api")
-    proc, url, seeds = start_server(base, corpus_dir)
+    proc, url, seeds = start_server(base, corpus_dir, questions=QUESTIONS)
     yield url, seeds
     stop_server(proc)
 
@@ -161,6 +96,20 @@ def test_answer_json_matches_the_cli_contract(client):
     assert out["answer"].endswith("[1]")
     c = out["citations"][0]
     assert c["source"] == "volcanoes.txt" and c["start"] <= c["highlight"][0]
+
+
+def test_threshold_default_follows_a_calibration_made_while_serving(client, server):
+    calibration = server[1].parent / "index" / "calibration.json"
+    assert _value(client.predict(api_name="/threshold")) == 0.36
+    calibration.write_text(json.dumps({"threshold": 0.99}), encoding="utf-8")
+    try:
+        out = client.predict(api_name="/threshold")  # what the next page load shows
+        assert _value(out) == 0.99 and "calibrated" in out["info"]
+        answer = client.predict(question="Who decoded the waggle dance?", api_name="/answer")
+        assert answer["abstained"] is True  # the answering default moved with it
+    finally:
+        calibration.unlink()
+    assert _value(client.predict(api_name="/threshold")) == 0.36
 
 
 def test_empty_question_is_a_message_not_a_traceback(client):

@@ -223,8 +223,19 @@ def build_app(service: Service):
     from ui import render
 
     assistant = service.assistant
-    threshold0 = round(float(assistant.threshold), 3)
-    calibrated = assistant.index.calibrated_threshold() is not None
+
+    def threshold_setting():
+        """The slider's default: read again at each page load, so a ``rag eval --calibrate``
+        run while the app is serving shows up on the next visit."""
+        calibrated = assistant.index.calibrated_threshold() is not None
+        info = (
+            "below it: “not found” (calibrated for this index)"
+            if calibrated
+            else "below it: “not found” (default; calibrate with rag eval --calibrate)"
+        )
+        return round(float(assistant.threshold), 3), info
+
+    threshold0, threshold_info = threshold_setting()
 
     def respond(question, history, k, mode, threshold):
         history = list(history or [])
@@ -257,6 +268,10 @@ def build_app(service: Service):
 
     def do_refresh():
         return index_panel(service)
+
+    def do_threshold():
+        value, info = threshold_setting()
+        return gr.Slider(value=value, info=info)
 
     def do_rebuild(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's idiom)
         try:
@@ -362,12 +377,7 @@ def build_app(service: Service):
                                     value=threshold0,
                                     step=0.01,
                                     label="Abstention threshold",
-                                    info=(
-                                        "below it: “not found” (calibrated for this index)"
-                                        if calibrated
-                                        else "below it: “not found” (default; calibrate with "
-                                        "rag eval --calibrate)"
-                                    ),
+                                    info=threshold_info,
                                 )
                     with gr.Column(scale=5, min_width=340, elem_id="rag-viewer-col"):
                         viewer = gr.HTML(
@@ -454,6 +464,13 @@ def build_app(service: Service):
         )
         gr.api(answer_json, api_name="answer", concurrency_id="ask")
         demo.load(do_refresh, None, panel_outputs, api_name="index_status", show_progress="hidden")
+        demo.load(
+            do_threshold,
+            None,
+            threshold,
+            api_name="threshold",
+            show_progress="hidden",
+        )
         refresh.click(do_refresh, None, panel_outputs, api_visibility="private")
         rebuild.click(
             do_rebuild,

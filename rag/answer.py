@@ -30,12 +30,14 @@ import numpy as np
 
 from rag.chunking import Span
 from rag.errors import BadInputError
-from rag.retrieval import DEFAULT_MODE, Hit, Retriever, check_question, terms
+from rag.retrieval import DEFAULT_K, DEFAULT_MODE, Hit, Retriever, check_question, terms
 from rag.store import Index
 
 W_DENSE = 0.5
 W_LEXICAL = 0.5
 W_CONTEXT = 0.35
+#: Sentences shown at most in an answer, unless the caller says otherwise.
+DEFAULT_MAX_SENTENCES = 2
 SECOND_MARGIN = 0.15
 #: A second sentence is shown only while the whole answer stays within this many words.
 SECOND_MAX_WORDS = 80
@@ -79,6 +81,11 @@ class Citation:
     highlight: tuple[int, int]
     score: float
 
+    @property
+    def sentence(self) -> str:
+        """The supporting sentence, verbatim."""
+        return self.excerpt[self.highlight[0] - self.start : self.highlight[1] - self.start]
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -104,11 +111,21 @@ class Answer:
         }
 
 
+#: A sentence: (source, start, end) in its document's canonical text.
+SentenceKey = tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class _Scored:
     hit: Hit
     span: Span
     score: float
+
+    @property
+    def text(self) -> str:
+        """The sentence with its whitespace squeezed (how two copies are recognised)."""
+        start = self.hit.chunk.start
+        return " ".join(self.hit.chunk.text[self.span[0] - start : self.span[1] - start].split())
 
 
 class Assistant:
@@ -152,12 +169,11 @@ class Assistant:
         self,
         question: str,
         *,
-        k: int = 5,
+        k: int = DEFAULT_K,
         mode: str = DEFAULT_MODE,
-        max_sentences: int = 2,
+        max_sentences: int = DEFAULT_MAX_SENTENCES,
         threshold: float | None = None,
         id: str | None = None,
-        rerank_depth: int | None = None,
     ) -> Answer:
         """Answer ``question`` with at most ``max_sentences`` verbatim sentences.
 
@@ -172,78 +188,83 @@ class Assistant:
         retriever = self.retriever
         threshold = self.threshold if threshold is None else threshold
         qv = retriever.embed_question(question)
-        rerank_depth = RERANK_DEPTH if rerank_depth is None else rerank_depth
-        hits = retriever.search(question, k=max(k, rerank_depth), mode=mode, question_vector=qv)
-        if rerank_depth:
-            hits = rerank(retriever, question, qv, hits)
-        hits = hits[:k]
-        scored = score_sentences(retriever, question, qv, hits[:ANSWER_DEPTH])
-        confidence = scored[0].score if scored else 0.0
+        found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
+        scores = score_sentences(retriever, question, qv, found)
+        hits = rerank(found, scores)[:k]
+        candidates = _candidates(hits[:ANSWER_DEPTH], scores)
+        confidence = candidates[0].score if candidates else 0.0
         abstained = confidence < threshold
 
-        chosen = [] if abstained else _choose(scored, max_sentences)
-        index = retriever.index
-        citations: list[Citation] = []
-        for s in chosen:
-            citations.append(_citation(index, len(citations) + 1, s.hit, s.span, s.score))
+        chosen = [] if abstained else _choose(candidates, max_sentences)
         cited = {s.hit.chunk.id for s in chosen}
-        rest = [h for h in hits if h.chunk.id not in cited]
-        for hit, s in zip(
-            rest, score_sentences(retriever, question, qv, rest, best_per_hit=True), strict=True
-        ):
-            citations.append(_citation(index, len(citations) + 1, hit, s.span, s.score))
-
+        shown = chosen + [_best(h, scores) for h in hits if h.chunk.id not in cited]
+        index = retriever.index
+        citations = tuple(_citation(index, n, s) for n, s in enumerate(shown, start=1))
         if abstained:
             text = ABSTAIN_TEXT + (" The nearest passages are listed below." if citations else "")
         else:
-            text = " ".join(
-                f"{index.documents[c.source].text[c.highlight[0] : c.highlight[1]]} [{c.n}]"
-                for c in citations[: len(chosen)]
-            )
+            text = " ".join(f"{c.sentence} [{c.n}]" for c in citations[: len(chosen)])
         latency = (time.perf_counter() - t0) * 1000
-        return Answer(question, text, abstained, tuple(citations), confidence, latency, id)
+        return Answer(question, text, abstained, citations, confidence, latency, id)
 
 
-def _choose(scored: list[_Scored], max_sentences: int) -> list[_Scored]:
+def _candidates(hits: list[Hit], scores: dict[SentenceKey, float]) -> list[_Scored]:
+    """The sentences of ``hits``, best first, each once: a sentence in two overlapping chunks
+    belongs to the better-ranked chunk, and the same text in two files is kept only where it
+    scores best."""
+    spans: dict[SentenceKey, _Scored] = {}
+    for hit in hits:
+        for a, b in hit.chunk.sentences:
+            key = (hit.chunk.source, a, b)
+            if key not in spans:
+                spans[key] = _Scored(hit, (a, b), scores[key])
+    out: list[_Scored] = []
+    seen: set[str] = set()
+    for s in sorted(spans.values(), key=lambda s: -s.score):
+        if s.text not in seen:
+            seen.add(s.text)
+            out.append(s)
+    return out
+
+
+def _choose(candidates: list[_Scored], max_sentences: int) -> list[_Scored]:
     """The best sentence, then the next ones while they score within SECOND_MARGIN of it and
-    the answer stays under SECOND_MAX_WORDS; the same sentence text is never shown twice."""
+    the answer stays within SECOND_MAX_WORDS."""
     chosen: list[_Scored] = []
-    shown: set[str] = set()
     words = 0
-    for s in scored:
-        if len(chosen) == max_sentences or s.score < scored[0].score - SECOND_MARGIN:
+    for s in candidates:
+        if len(chosen) == max_sentences or s.score < candidates[0].score - SECOND_MARGIN:
             break
-        text = " ".join(
-            s.hit.chunk.text[s.span[0] - s.hit.chunk.start : s.span[1] - s.hit.chunk.start].split()
-        )
-        n = len(text.split())
-        if text in shown or (chosen and words + n > SECOND_MAX_WORDS):
+        n = len(s.text.split())
+        if chosen and words + n > SECOND_MAX_WORDS:
             continue
-        shown.add(text)
         chosen.append(s)
         words += n
     return chosen
 
 
-def rerank(retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit]) -> list[Hit]:
-    """``hits`` re-ordered by their best sentence's score plus a prior for the retrieval rank."""
-    best = score_sentences(retriever, question, qv, hits, best_per_hit=True)
-    order = sorted(range(len(hits)), key=lambda i: -(best[i].score + RANK_PRIOR / hits[i].rank))
-    return [replace(hits[i], rank=r) for r, i in enumerate(order, start=1)]
+def _best(hit: Hit, scores: dict[SentenceKey, float]) -> _Scored:
+    """The best-scoring sentence of ``hit`` (the first of equals)."""
+    return max(
+        (_Scored(hit, (a, b), scores[(hit.chunk.source, a, b)]) for a, b in hit.chunk.sentences),
+        key=lambda s: s.score,
+    )
+
+
+def rerank(hits: list[Hit], scores: dict[SentenceKey, float]) -> list[Hit]:
+    """The first RERANK_DEPTH ``hits`` re-ordered by their best sentence's score plus a prior
+    for the retrieval rank; any further hits follow in retrieval order, so asking for more
+    passages never reorders the first ones."""
+    head, tail = hits[:RERANK_DEPTH], hits[RERANK_DEPTH:]
+    key = {id(h): _best(h, scores).score + RANK_PRIOR / h.rank for h in head}
+    ranked = sorted(head, key=lambda h: -key[id(h)]) + tail
+    return [replace(h, rank=r) for r, h in enumerate(ranked, start=1)]
 
 
 def score_sentences(
-    retriever: Retriever,
-    question: str,
-    qv: np.ndarray,
-    hits: list[Hit],
-    *,
-    best_per_hit: bool = False,
-) -> list[_Scored]:
-    """Every distinct sentence of ``hits``, scored and sorted best first.
-
-    With ``best_per_hit``: instead, the best sentence of each hit, in the order of ``hits``.
-    """
+    retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit]
+) -> dict[SentenceKey, float]:
+    """The score of every sentence of ``hits`` (once each, however many chunks hold it)."""
     index = retriever.index
     q_terms = set(terms(question))
 
@@ -252,34 +273,29 @@ def score_sentences(
 
     q_weight = sum(idf(t) for t in q_terms) or 1.0
     wants = expected_answer(question)
-    q_words = {w.lower() for w in _TOKEN.findall(question)}
-    out: dict[tuple[str, int, int], _Scored] = {}
-    best: list[_Scored] = []
+    q_words = question_words(question)
+    scores: dict[SentenceKey, float] = {}
     for hit in hits:
         doc = index.documents[hit.chunk.source]
-        mine = []
         for a, b in hit.chunk.sentences:
             key = (doc.source, a, b)
-            if key not in out:  # overlap: the same sentence in two chunks is scored once
-                dense = float(index.sentence_vectors[index.sentence_rows[key]] @ qv)
-                shared = q_terms & retriever.sentence_terms[key]
-                before = retriever.previous.get(key)
-                context = (q_terms & retriever.sentence_terms[before]) - shared if before else ()
-                score = (
-                    W_DENSE * dense
-                    + W_LEXICAL * sum(idf(t) for t in shared) / q_weight
-                    + W_CONTEXT * sum(idf(t) for t in context) / q_weight
-                )
-                if _is_heading(doc.text, a, b):
-                    score -= HEADING_PENALTY
-                if wants and not _offers(wants, doc.text[a:b], q_words):
-                    score -= ANSWER_TYPE_PENALTY
-                out[key] = _Scored(hit, (a, b), score)
-            mine.append(_Scored(hit, (a, b), out[key].score))
-        best.append(max(mine, key=lambda s: s.score))
-    if best_per_hit:
-        return best
-    return sorted(out.values(), key=lambda s: -s.score)
+            if key in scores:
+                continue
+            dense = float(index.sentence_vectors[index.sentence_rows[key]] @ qv)
+            shared = q_terms & retriever.sentence_terms[key]
+            before = retriever.previous.get(key)
+            context = (q_terms & retriever.sentence_terms[before]) - shared if before else ()
+            score = (
+                W_DENSE * dense
+                + W_LEXICAL * sum(idf(t) for t in shared) / q_weight
+                + W_CONTEXT * sum(idf(t) for t in context) / q_weight
+            )
+            if _is_heading(doc.text, a, b):
+                score -= HEADING_PENALTY
+            if wants and not _offers(wants, doc.text[a:b], q_words):
+                score -= ANSWER_TYPE_PENALTY
+            scores[key] = score
+    return scores
 
 
 _NUMBER_QUESTION = re.compile(
@@ -304,6 +320,11 @@ def expected_answer(question: str) -> str | None:
     if _NAME_QUESTION.search(question):
         return "name"
     return None
+
+
+def question_words(question: str) -> set[str]:
+    """The question's words, lowercased, as ``_offers`` compares them."""
+    return {w.lower() for w in _TOKEN.findall(question)}
 
 
 def _offers(wants: str, sentence: str, q_words: set[str]) -> bool:
@@ -336,8 +357,8 @@ def _is_heading(text: str, a: int, b: int) -> bool:
     )
 
 
-def _citation(index: Index, n: int, hit: Hit, span: Span, score: float) -> Citation:
-    chunk = hit.chunk
+def _citation(index: Index, n: int, s: _Scored) -> Citation:
+    chunk, span, score = s.hit.chunk, s.span, s.score
     doc = index.documents[chunk.source]
     return Citation(
         n=n,

@@ -18,6 +18,8 @@ from rag.store import Index
 MODES = ("hybrid", "dense", "bm25")
 #: Chosen on the SQuAD sample (evals/reports): see README "Retrieval".
 DEFAULT_MODE = "hybrid"
+#: Passages retrieved and listed when the caller does not say.
+DEFAULT_K = 5
 #: Reciprocal rank fusion constant (Cormack et al., 2009).
 RRF_K = 60
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -93,7 +95,7 @@ class Retriever:
         self,
         question: str,
         *,
-        k: int = 5,
+        k: int = DEFAULT_K,
         mode: str = DEFAULT_MODE,
         question_vector: np.ndarray | None = None,
     ) -> list[Hit]:

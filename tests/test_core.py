@@ -451,11 +451,10 @@ def test_squad_questions_against_the_seed_article_abstain(seed_assistant):
     ],
 )
 def test_answer_type_check(question, sentence, offers):
-    from rag.answer import _TOKEN, _offers, expected_answer
+    from rag.answer import _offers, expected_answer, question_words
 
     wants = expected_answer(question)
     if offers is None:
         assert wants is None
     else:
-        q_words = {w.lower() for w in _TOKEN.findall(question)}
-        assert _offers(wants, sentence, q_words) is offers
+        assert _offers(wants, sentence, question_words(question)) is offers

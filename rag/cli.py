@@ -59,9 +59,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _retrieval(p: argparse.ArgumentParser) -> None:
-    from rag.retrieval import DEFAULT_MODE, MODES
+    from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES
 
-    p.add_argument("-k", type=_positive, default=5, help="passages to retrieve (default: 5)")
+    p.add_argument(
+        "-k", type=_positive, default=DEFAULT_K, help=f"passages to retrieve (default: {DEFAULT_K})"
+    )
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -71,6 +73,8 @@ def _retrieval(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rag.answer import DEFAULT_MAX_SENTENCES
+
     parser = _Parser(
         prog="rag",
         description="Answer questions with exact, cited sentences from the documents in seeds/.",
@@ -101,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
     )
     p.add_argument("--threshold", type=_unit, help="abstain below this confidence")
-    p.add_argument("--max-sentences", type=_positive, default=2, help="sentences shown (default 2)")
+    p.add_argument(
+        "--max-sentences",
+        type=_positive,
+        default=DEFAULT_MAX_SENTENCES,
+        help=f"sentences shown (default {DEFAULT_MAX_SENTENCES})",
+    )
     p.add_argument("--model", help="refuse to answer unless the index was built with this model")
     p.set_defaults(func=cmd_ask)
 
@@ -168,12 +177,11 @@ def _print_answer(answer) -> None:
     print(label)
     for c in answer.citations:
         where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
-        a, b = c.highlight[0] - c.start, c.highlight[1] - c.start
         print(
             f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
             f"(score {c.score:.2f})"
         )
-        print(f"      {' '.join(c.excerpt[a:b].split())}")
+        print(f"      {' '.join(c.sentence.split())}")
 
 
 def _stale_note(seeds: Path, index: Path) -> None:
@@ -194,14 +202,15 @@ def _stale_note(seeds: Path, index: Path) -> None:
 
 def cmd_ask(args) -> int:
     from rag.answer import Assistant
+    from rag.retrieval import check_question
 
     if args.jsonl:
         if args.question:
             raise BadInputError("--jsonl reads questions from stdin: leave out the question")
     elif args.question is None:
         raise BadInputError('no question given: rag ask "your question" (or --jsonl)')
-    elif not args.question.strip():
-        raise BadInputError("the question is empty: type a question")
+    else:
+        check_question(args.question)  # before loading the index
     assistant = Assistant(args.index, model=args.model, threshold=args.threshold)
     opts = dict(k=args.k, mode=args.mode, max_sentences=args.max_sentences)
     if not args.jsonl:

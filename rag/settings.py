@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 FORMAT_VERSION = 1
@@ -36,8 +35,3 @@ class IndexSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def default_model() -> str:
-    """The model to use when none is given: ``$RAG_MODEL`` or the packaged MiniLM."""
-    return os.environ.get("RAG_MODEL", DEFAULT_MODEL)

@@ -98,6 +98,8 @@ class Answer:
     confidence: float
     latency_ms: float
     id: str | None = None
+    #: How many of the first citations are quoted in ``answer`` (0 when it abstained).
+    quoted: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -160,10 +162,18 @@ class Assistant:
 
     @property
     def threshold(self) -> float:
+        return self.threshold_source()[0]
+
+    def threshold_source(self) -> tuple[float, str]:
+        """The abstention threshold and where it comes from: ``"explicit"`` (given to the
+        constructor), ``"index calibration.json"`` (``rag eval --calibrate``, read afresh so
+        a calibration made meanwhile applies) or ``"default"``."""
         if self._threshold is not None:
-            return self._threshold
+            return self._threshold, "explicit"
         calibrated = self.index.calibrated_threshold()
-        return DEFAULT_THRESHOLD if calibrated is None else calibrated
+        if calibrated is None:
+            return DEFAULT_THRESHOLD, "default"
+        return calibrated, "index calibration.json"
 
     def ask(
         self,
@@ -205,7 +215,7 @@ class Assistant:
         else:
             text = " ".join(f"{c.sentence} [{c.n}]" for c in citations[: len(chosen)])
         latency = (time.perf_counter() - t0) * 1000
-        return Answer(question, text, abstained, citations, confidence, latency, id)
+        return Answer(question, text, abstained, citations, confidence, latency, id, len(chosen))
 
 
 def _candidates(hits: list[Hit], scores: dict[SentenceKey, float]) -> list[_Scored]:

@@ -972,6 +972,16 @@ def _display(path: Path | str) -> str:
         return str(path)
 
 
+def set_documents(questions_path: Path | str) -> Path | None:
+    """The documents a question set comes with: ``<set>-corpus/`` beside ``<set>.jsonl``,
+    else ``corpus/`` beside it; None when it has none (it is asked of the main index)."""
+    path = Path(questions_path)
+    for corpus in (path.parent / f"{path.stem}-corpus", path.parent / "corpus"):
+        if corpus.is_dir():
+            return corpus
+    return None
+
+
 def default_name(questions_path: Path | str) -> str:
     """Report name for a question set: its folder's name, plus the file's stem unless
     the file is called ``questions.jsonl`` (``evals/squad-sample/smoke.jsonl`` ->
@@ -1002,6 +1012,7 @@ def run_eval(
     cache_dir: Path | str = DEFAULT_CACHE,
     build_progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    assistant=None,
 ) -> EvalReport:
     """Answer every question of a set, score the answers and write the report.
 
@@ -1020,6 +1031,8 @@ def run_eval(
         limit: run the first ``limit`` questions only.
         progress: called with (questions done, questions total) across all runs.
         settings: ``IndexSettings`` for an index built from ``seeds`` (default: the defaults).
+        assistant: an ``Assistant`` already serving ``index`` (the UI's), used instead of
+            loading the index again when the run is on that index.
 
     Raises:
         BadInputError: a bad question set, run list, name or option combination, before any
@@ -1059,15 +1072,14 @@ def run_eval(
         )
     else:
         index_dir = Path(index)
-    assistant = Assistant(index_dir, threshold=threshold)
+    if assistant is None or assistant.index_dir != index_dir:
+        assistant = Assistant(index_dir)
     check_against_index(questions, assistant.index, path=questions_path)
 
-    if threshold is not None:
-        used, source = threshold, "explicit"
-    elif assistant.index.calibrated_threshold() is not None:
-        used, source = assistant.threshold, "index calibration.json"
+    if threshold is None:
+        used, source = assistant.threshold_source()
     else:
-        used, source = assistant.threshold, "default"
+        used, source = threshold, "explicit"
 
     calibration, cal_meta = None, None
     with _one_torch_thread():

@@ -285,6 +285,19 @@ def test_pdf_citations_name_the_page(assistant):
     assert assistant.ask("Who built the Bell Rock Lighthouse?").citations[0].page is None
 
 
+def test_threshold_comes_from_the_caller_then_the_calibration_then_the_default(
+    built_index, tmp_path
+):
+    from rag.answer import DEFAULT_THRESHOLD
+
+    index = tmp_path / "index"
+    shutil.copytree(built_index[1], index)
+    assert Assistant(index).threshold_source() == (DEFAULT_THRESHOLD, "default")
+    (index / "calibration.json").write_text('{"threshold": 0.5}')
+    assert Assistant(index).threshold_source() == (0.5, "index calibration.json")
+    assert Assistant(index, threshold=0.2).threshold_source() == (0.2, "explicit")
+
+
 def test_weak_evidence_abstains_and_still_lists_passages(assistant):
     answer = assistant.ask("What is the capital of Mongolia?")
     assert answer.abstained

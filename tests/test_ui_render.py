@@ -76,10 +76,10 @@ def test_abstention_looks_different_and_lists_nearest_passages(assistant):
 
 def test_cited_count_matches_the_answer_text(assistant):
     answer = assistant.ask("How tall is the Bell Rock Lighthouse?")
-    m = render.cited_count(answer)
+    m = answer.quoted
     assert m >= 1
     assert answer.answer.endswith(f"[{answer.citations[m - 1].n}]")
-    assert render.cited_count(assistant.ask("bees", threshold=1.01)) == 0
+    assert assistant.ask("bees", threshold=1.01).quoted == 0
 
 
 def test_document_text_is_never_markup():

@@ -20,13 +20,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadInputError, RagError
+from rag.uploads import MAX_UPLOAD_BYTES
+
+UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Events that answer questions run this many at a time (one shared model, 2+ cores).
 DEFAULT_CONCURRENCY = 4
 MAX_QUEUE = 64
-MAX_UPLOAD_MB = 10
 #: Reports of runs started from the Eval tab (git-ignored; `rag eval` writes evals/reports).
 EVAL_REPORTS = Path(".cache/ui-eval-reports")
 
@@ -38,9 +41,9 @@ class Service:
     assistant: object  # rag.answer.Assistant
     seeds_dir: Path
     index_dir: Path
-    evals_dir: Path = Path("evals")
-    k: int = 5
-    mode: str = "hybrid"
+    evals_dir: Path
+    k: int
+    mode: str
     build_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def status(self) -> tuple[dict | None, dict[str, str]]:
@@ -73,10 +76,7 @@ class Service:
                 self.assistant.reload()
         finally:
             self.build_lock.release()
-        lines = [str(report)] + [
-            f"skipped {s}" if not s.startswith("skipped") else s for s in report.skipped
-        ]
-        return "\n".join(lines)
+        return "\n".join([str(report), *report.skipped])
 
 
 # --------------------------------------------------------------------------- handlers
@@ -227,13 +227,12 @@ def build_app(service: Service):
     def threshold_setting():
         """The slider's default: read again at each page load, so a ``rag eval --calibrate``
         run while the app is serving shows up on the next visit."""
-        calibrated = assistant.index.calibrated_threshold() is not None
-        info = (
-            "below it: “not found” (calibrated for this index)"
-            if calibrated
-            else "below it: “not found” (default; calibrate with rag eval --calibrate)"
-        )
-        return round(float(assistant.threshold), 3), info
+        value, source = assistant.threshold_source()
+        info = {
+            "explicit": "below it: “not found” (set by rag serve --threshold)",
+            "default": "below it: “not found” (default; calibrate with rag eval --calibrate)",
+        }.get(source, "below it: “not found” (calibrated for this index)")
+        return round(float(value), 3), info
 
     threshold0, threshold_info = threshold_setting()
 
@@ -255,11 +254,12 @@ def build_app(service: Service):
         return history, ""
 
     def answer_json(
-        question: str, k: int = 5, mode: str = "hybrid", threshold: float | None = None
+        question: str, k: int | None = None, mode: str | None = None, threshold: float | None = None
     ) -> dict:
-        """Answer one question; the JSON of `rag ask --json`."""
+        """Answer one question; the JSON of `rag ask --json` (k and mode: the server's)."""
+        k, mode = service.k if k is None else int(k), mode or service.mode
         try:
-            return assistant.ask(question, k=int(k), mode=mode, threshold=threshold).to_dict()
+            return assistant.ask(question, k=k, mode=mode, threshold=threshold).to_dict()
         except (RagError, ValueError) as e:
             raise gr.Error(str(e)) from None
 
@@ -286,7 +286,7 @@ def build_app(service: Service):
 
         files = [f for f in (files or []) if f]
         if not files:
-            raise gr.Error("Choose one or more files to add (.txt .md .html .pdf).")
+            raise gr.Error(f"Choose one or more files to add ({' '.join(SUPPORTED_SUFFIXES)}).")
         saved, rejected = [], []
         for f in files:
             path = Path(f)
@@ -296,7 +296,6 @@ def build_app(service: Service):
                     path.name,
                     path,
                     overwrite=bool(overwrite),
-                    max_bytes=MAX_UPLOAD_MB * 1024 * 1024,
                 )
                 saved.append(dest.name)
             except (RagError, ValueError, OSError) as e:
@@ -421,7 +420,7 @@ def build_app(service: Service):
                 )
                 with gr.Accordion("Add documents", open=True, elem_id="rag-upload"):
                     gr.HTML(
-                        render.upload_help(service.seeds_dir.as_posix(), MAX_UPLOAD_MB),
+                        render.upload_help(service.seeds_dir.as_posix(), UPLOAD_MB),
                         js_on_load=None,
                         apply_default_css=False,
                     )
@@ -429,7 +428,7 @@ def build_app(service: Service):
                         files = gr.File(
                             file_count="multiple",
                             label="Documents",
-                            file_types=[".txt", ".md", ".html", ".htm", ".pdf"],
+                            file_types=list(SUPPORTED_SUFFIXES),
                             scale=3,
                             height=150,
                             elem_id="rag-files",
@@ -527,12 +526,9 @@ def _eval_tab(service: Service) -> None:
     def do_run(path, n, progress=gr.Progress()):  # noqa: B008
         if not path:
             raise gr.Error("Choose a question set first.")
-        try:
-            from rag.evaluation import run_eval
-        except Exception as e:  # the eval module is optional: say so, keep the app up
-            raise gr.Error(f"evaluation is not available: {e}") from None
+        from rag.evaluation import default_name, run_eval, set_documents
+
         questions = Path(path)
-        seeds = _eval_seeds(questions)
 
         def tick(done, total):
             progress((done, total), desc="Asking questions", unit="questions")
@@ -541,11 +537,12 @@ def _eval_tab(service: Service) -> None:
         try:
             rep = run_eval(
                 questions,
-                seeds=seeds,
+                seeds=set_documents(questions),
                 index=service.index_dir,
+                assistant=service.assistant,
                 limit=None if n in (None, "", "all") else int(n),
                 reports_dir=EVAL_REPORTS,
-                name=_report_name(questions),
+                name=f"ui-{default_name(questions)}",  # never overwrites a `rag eval` report
                 progress=tick,
             )
         except (RagError, ValueError, OSError) as e:
@@ -570,45 +567,16 @@ def _eval_tab(service: Service) -> None:
 
 def _question_sets(evals_dir: Path) -> list[tuple[str, str]]:
     """(label, path) of each question set: the label relative to ``evals_dir``."""
-    try:
-        from rag.evaluation import list_question_sets
+    from rag.evaluation import list_question_sets
 
-        found = list_question_sets(evals_dir)
-    except Exception:  # the eval module is optional: fall back to the folder layout
-        found = sorted(Path(evals_dir).glob("*/questions*.jsonl"))
     out = []
-    for p in map(Path, found):
+    for p in map(Path, list_question_sets(evals_dir)):
         try:
             label = p.relative_to(evals_dir).as_posix()
         except ValueError:
             label = p.as_posix()
         out.append((label, p.as_posix()))
     return out
-
-
-def _eval_seeds(questions: Path) -> Path | None:
-    """A question set's own documents, else None (run it on the app's index).
-
-    ``<set>-corpus/`` beside ``<set>.jsonl`` first, then ``corpus/`` beside it.
-    """
-    for corpus in (questions.parent / f"{questions.stem}-corpus", questions.parent / "corpus"):
-        if corpus.is_dir():
-            return corpus
-    return None
-
-
-def _report_name(questions: Path) -> str:
-    """``ui-<folder>-<set>``: a plain folder name that never collides with `rag eval` reports."""
-    import re
-
-    raw = f"ui-{questions.parent.name}-{questions.stem}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "ui-eval"
-
-
-def _fmt(v):
-    if isinstance(v, float):
-        return round(v, 3)
-    return v
 
 
 def _escape_md(text: str) -> str:
@@ -722,7 +690,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_name=args.host,
         server_port=args.port,
         auth=auth,
-        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        max_file_size=f"{UPLOAD_MB}mb",
         footer_links=["api"],
         quiet=True,
         show_error=False,

@@ -29,13 +29,6 @@ EXCERPT_CONTEXT = 220
 #: Documents longer than this are shown as a window around the highlight.
 VIEWER_MAX_CHARS = 200_000
 
-STATUS_LABELS = {
-    "indexed": "indexed",
-    "changed": "changed",
-    "new": "new",
-    "deleted": "deleted",
-}
-
 
 def _text(s: str) -> str:
     """Document text as inert HTML text.
@@ -91,26 +84,6 @@ def read_cite_token(token: str) -> dict | None:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def cited_count(answer: Answer) -> int:
-    """How many of ``answer.citations`` are quoted in the answer text (the first ones).
-
-    The answer text is the quoted sentences, each followed by `` [n]``, in citation order.
-    """
-    if answer.abstained:
-        return 0
-    parts = []
-    for i, c in enumerate(answer.citations, start=1):
-        parts.append(f"{_sentence(c)} [{c.n}]")
-        if " ".join(parts) == answer.answer:
-            return i
-    return 0
-
-
-def _sentence(c: Citation) -> str:
-    a, b = c.highlight[0] - c.start, c.highlight[1] - c.start
-    return c.excerpt[a:b]
 
 
 def _excerpt_html(c: Citation, *, context: int = EXCERPT_CONTEXT) -> str:
@@ -169,15 +142,15 @@ def answer_html(answer: Answer, documents: Mapping[str, Document]) -> str:
             )
             out += [_card(c, h, weak=True) for c, h in cards]
     else:
-        m = cited_count(answer)
+        m = answer.quoted
         out.append('<div class="rag-answer">')
-        if m == 0:  # not the expected shape: show the text as it is
+        if m == 0:  # nothing retrieved (a threshold of 0 never abstains)
             out.append(f'<p class="rag-answer-text">{_text(answer.answer)}</p>')
         else:
             sentences = []
             for c, h in cards[:m]:
                 sentences.append(
-                    f"{_text(_sentence(c))} "
+                    f"{_text(c.sentence)} "
                     f'<span class="rag-ref {cite_token(c, h)}" role="button" tabindex="0" '
                     f'title="{_attr(c.source)}, {_attr(location(c))}">[{c.n}]</span>'
                 )
@@ -388,7 +361,7 @@ def documents_table_html(manifest: Mapping | None, status: Mapping[str, str]) ->
         rows.append(
             f'<tr class="rag-doc-{_attr(state)}"><td class="rag-doc-name">{_text(source)}</td>'
             f'<td><span class="rag-state rag-state-{_attr(state)}">'
-            f"{_text(STATUS_LABELS.get(state, state))}</span></td>"
+            f"{_text(state)}</span></td>"
             f'<td class="rag-num">{num("chunks")}</td><td class="rag-num">{num("sentences")}</td>'
             f'<td class="rag-num">{num("characters")}</td>'
             f'<td class="rag-hash" title="{_attr(digest)}">{_text(digest[:12]) or "—"}</td></tr>'

@@ -41,29 +41,26 @@ def _unit(value: str) -> float:
     return x
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(
+    p: argparse.ArgumentParser,
+    *,
+    seeds: Path | None = Path("seeds"),
+    seeds_help: str = "documents folder (default: seeds/)",
+    index: Path | None = Path("index"),
+) -> None:
+    """--seeds and --index; a subcommand with other meanings passes its defaults and help."""
+    p.add_argument("--seeds", type=Path, default=seeds, metavar="DIR", help=seeds_help)
     p.add_argument(
-        "--seeds",
-        type=Path,
-        default=Path("seeds"),
-        metavar="DIR",
-        help="documents folder (default: seeds/)",
-    )
-    p.add_argument(
-        "--index",
-        type=Path,
-        default=Path("index"),
-        metavar="DIR",
-        help="index folder (default: index/)",
+        "--index", type=Path, default=index, metavar="DIR", help="index folder (default: index/)"
     )
 
 
-def _retrieval(p: argparse.ArgumentParser) -> None:
+def _retrieval(p: argparse.ArgumentParser, *, k: int | None = None) -> None:
+    """-k (default ``DEFAULT_K`` unless given) and --mode."""
     from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES
 
-    p.add_argument(
-        "-k", type=_positive, default=DEFAULT_K, help=f"passages to retrieve (default: {DEFAULT_K})"
-    )
+    k = DEFAULT_K if k is None else k
+    p.add_argument("-k", type=_positive, default=k, help=f"passages to retrieve (default: {k})")
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -151,10 +148,8 @@ def cmd_index(args) -> int:
     if args.model or args.chunk_tokens or args.overlap is not None:
         previous = read_manifest(args.index) if not args.rebuild else None
         base = IndexSettings(**previous["settings"]) if previous else IndexSettings()
-        settings = IndexSettings(
-            model=args.model or base.model,
-            chunk_tokens=args.chunk_tokens or base.chunk_tokens,
-            overlap_sentences=base.overlap_sentences if args.overlap is None else args.overlap,
+        settings = base.overridden(
+            model=args.model, chunk_tokens=args.chunk_tokens, overlap_sentences=args.overlap
         )
     report = build_index(
         args.seeds,
@@ -184,18 +179,19 @@ def _print_answer(answer) -> None:
         print(f"      {' '.join(c.sentence.split())}")
 
 
-def _stale_note(seeds: Path, index: Path) -> None:
+def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> None:
+    """A note on stderr when documents in ``seeds`` changed since ``index`` was built."""
     from rag.store import index_status
 
+    if not seeds.is_dir():
+        return
     try:
-        status = index_status(seeds, index)
+        stale = [s for s, v in index_status(seeds, index).items() if v != "indexed"]
     except (RagError, OSError):
         return
-    stale = [s for s, v in status.items() if v != "indexed"]
     if stale:
         print(
-            f"note: {len(stale)} document(s) in {seeds}/ changed since the index was built: "
-            "run `rag index`",
+            f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: {fix}",
             file=sys.stderr,
         )
 
@@ -219,7 +215,7 @@ def cmd_ask(args) -> int:
             print(json.dumps(answer.to_dict(), ensure_ascii=False))
         else:
             _print_answer(answer)
-            _stale_note(args.seeds, args.index)
+            warn_if_stale(args.seeds, args.index)
         return 0
 
     failures = 0

@@ -21,7 +21,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -442,7 +442,7 @@ def _result(run: RunSpec, q: Question, answer, threshold: float) -> QuestionResu
 # --------------------------------------------------------------------------- scoring
 
 
-def score_results(results: Iterable[Mapping | QuestionResult]) -> dict:
+def score_results(results: Iterable[Mapping]) -> dict:
     """Metrics of one run, computed from raw fields only (``results.jsonl`` lines will do).
 
     Correctness, gold rank and words are recomputed from ``answer``, ``answers``,
@@ -457,7 +457,7 @@ def score_results(results: Iterable[Mapping | QuestionResult]) -> dict:
     """
     import numpy as np
 
-    recs = [r.to_dict() if isinstance(r, QuestionResult) else r for r in results]
+    recs = list(results)
     answerable = [r for r in recs if r.get("answers")]
     unanswerable = [r for r in recs if r.get("answers") == []]
     with_gold = [r for r in answerable if r.get("source")]
@@ -491,9 +491,9 @@ def score_results(results: Iterable[Mapping | QuestionResult]) -> dict:
     return metrics
 
 
-def score_by_kind(results: Iterable[Mapping | QuestionResult]) -> dict[str, dict]:
+def score_by_kind(results: Iterable[Mapping]) -> dict[str, dict]:
     """``score_results`` per ``kind`` (``(none)`` for questions without one); {} without kinds."""
-    recs = [r.to_dict() if isinstance(r, QuestionResult) else r for r in results]
+    recs = list(results)
     if not any(r.get("kind") for r in recs):
         return {}
     kinds = sorted({r.get("kind") or "(none)" for r in recs})
@@ -563,6 +563,9 @@ class Calibration:
     n_unanswerable: int
     criterion: str = CRITERION
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 def calibrate_threshold(answerable: Sequence[float], unanswerable: Sequence[float]) -> Calibration:
     """Pick the threshold that best separates answerable from unanswerable confidences.
@@ -610,17 +613,7 @@ def write_calibration(index_dir: Path | str, calibration: Calibration, **extra) 
     from rag.store import CALIBRATION
 
     index_dir = Path(index_dir)
-    data = {
-        "threshold": calibration.threshold,
-        "criterion": calibration.criterion,
-        "answered_answerable": calibration.answered,
-        "abstained_unanswerable": calibration.abstained,
-        "balanced_accuracy": calibration.balanced_accuracy,
-        "answerable": calibration.n_answerable,
-        "unanswerable": calibration.n_unanswerable,
-        "created_at": _now(),
-        **extra,
-    }
+    data = {**calibration.to_dict(), "created_at": _now(), **extra}
     target = index_dir / CALIBRATION
     tmp = index_dir / f".{CALIBRATION}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -700,7 +693,7 @@ class EvalReport:
         markdown: the text of ``report.md``.
         plots: the PNG files written.
         threshold, threshold_source: the abstention threshold used and where it came from
-            (``explicit``, ``calibrated`` (this run), ``index`` (calibration.json), ``default``).
+            (``explicit``, ``calibrated on this set``, ``index calibration.json``, ``default``).
     """
 
     name: str
@@ -713,7 +706,6 @@ class EvalReport:
     threshold_source: str
     index_dir: Path
     calibration: Calibration | None = None
-    results: tuple[QuestionResult, ...] = field(default=(), repr=False)
 
     def table(self) -> str:
         """The terminal table: one row per run, then the primary run by kind."""
@@ -1082,6 +1074,7 @@ def run_eval(
         used, source = threshold, "explicit"
 
     calibration, cal_meta = None, None
+    git = _git_info()
     with _one_torch_thread():
         by_run = _ask_all(assistant, runs, questions, threshold=used, progress=progress)
         if calibrate:
@@ -1096,14 +1089,13 @@ def run_eval(
                 question_set=_display(questions_path),
                 run=runs[0].label,
                 previous_threshold=used,
-                git_commit=_git_info()["commit"],
+                git_commit=git["commit"],
             )
             used, source = calibration.threshold, "calibrated on this set"
-            cal_meta = {**_calibration_dict(calibration), "path": _display(path)}
+            cal_meta = {**calibration.to_dict(), "path": _display(path)}
             by_run = _apply_threshold(assistant, runs, questions, by_run, threshold=used)
 
-    results = tuple(r for run in runs for r in by_run[run.label])
-    recs = [r.to_dict() for r in results]
+    recs = [r.to_dict() for run in runs for r in by_run[run.label]]
     rows = []
     by_kind = {}
     for run in runs:
@@ -1125,7 +1117,7 @@ def run_eval(
         "questions": len(questions),
         "limit": limit,
         "created_at": _now(),
-        "git": _git_info(),
+        "git": git,
         "python": sys.version.split()[0],
         "index": _index_summary(assistant.index, index_dir),
         "seeds": None if seeds is None else _display(seeds),
@@ -1157,7 +1149,6 @@ def run_eval(
         threshold_source=source,
         index_dir=index_dir,
         calibration=calibration,
-        results=results,
     )
 
 
@@ -1234,18 +1225,6 @@ def _one_torch_thread():
         torch.set_num_threads(before)
 
 
-def _calibration_dict(c: Calibration) -> dict:
-    return {
-        "threshold": c.threshold,
-        "answered": c.answered,
-        "abstained": c.abstained,
-        "balanced_accuracy": c.balanced_accuracy,
-        "answerable": c.n_answerable,
-        "unanswerable": c.n_unanswerable,
-        "criterion": c.criterion,
-    }
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -1258,21 +1237,18 @@ def register_cli(sub, common, retrieval) -> None:
         "and write report.json, report.md, results.jsonl and plots under "
         "evals/reports/<name>/ (definitions: evals/README.md).",
     )
-    common(p)
-    retrieval(p)
     # Same flags as `rag ask`, other defaults: without --seeds the index is used as it is, and
     # 10 passages are retrieved (the answer uses the best 5 either way) to measure hit@10.
-    p.set_defaults(seeds=None, index=None, k=DEFAULT_K, mode=None, func=cmd_eval)
-    for action in p._actions:  # argparse has no public way to change an inherited help
-        if action.dest == "k":
-            action.help = f"passages to retrieve (default: {DEFAULT_K})"
-        elif action.dest == "seeds":
-            action.help = (
-                "documents folder: build or refresh its index in .cache/indexes/ and evaluate "
-                "on it (default: use --index as it is)"
-            )
-        elif action.dest == "mode":
-            action.help = f"retrieval mode (default: {DEFAULT_MODE})"
+    # None marks "not given" (--seeds with --index, --mode with --compare are refused).
+    common(
+        p,
+        seeds=None,
+        seeds_help="documents folder: build or refresh its index in .cache/indexes/ and "
+        "evaluate on it (default: use --index as it is)",
+        index=None,
+    )
+    retrieval(p, k=DEFAULT_K)
+    p.set_defaults(mode=None, func=cmd_eval)
     p.add_argument("questions", type=Path, metavar="QUESTIONS", help="question set (JSONL)")
     p.add_argument(
         "--compare",
@@ -1306,6 +1282,7 @@ def register_cli(sub, common, retrieval) -> None:
 
 
 def cmd_eval(args) -> int:
+    from rag.cli import warn_if_stale
     from rag.settings import IndexSettings
 
     if args.compare and args.mode:
@@ -1315,21 +1292,11 @@ def cmd_eval(args) -> int:
             "--seeds evaluates on its own cached index: leave out --index "
             "(or run `rag index --seeds DIR --index DIR` and pass --index only)"
         )
-    if args.seeds is None and (args.chunk_tokens or args.overlap is not None):
+    overrides = {"chunk_tokens": args.chunk_tokens, "overlap_sentences": args.overlap}
+    if args.seeds is None and any(v is not None for v in overrides.values()):
         raise BadInputError("--chunk-tokens and --overlap need --seeds (the index is built then)")
-    if args.limit is not None and args.limit < 1:
-        raise BadInputError(f"--limit must be >= 1, got {args.limit}")
     floors = load_floors(args.floors) if args.floors else None
-    settings = None
-    if args.chunk_tokens or args.overlap is not None:
-        base = IndexSettings()
-        try:
-            settings = IndexSettings(
-                chunk_tokens=args.chunk_tokens or base.chunk_tokens,
-                overlap_sentences=base.overlap_sentences if args.overlap is None else args.overlap,
-            )
-        except ValueError as e:
-            raise BadInputError(str(e)) from None
+    settings = IndexSettings().overridden(**overrides) if args.seeds is not None else None
     index = args.index or Path("index")
     tty = sys.stderr.isatty()
 
@@ -1357,7 +1324,7 @@ def cmd_eval(args) -> int:
         warn=lambda m: print(f"warning: {m}", file=sys.stderr),
     )
     if args.seeds is None:
-        _stale_note(Path("seeds"), index)
+        warn_if_stale(Path("seeds"), index, fix="run `rag index` (or pass --seeds)")
     print(report.table())
     print()
     print(f"threshold {report.threshold:.4f} ({report.threshold_source})")
@@ -1377,21 +1344,3 @@ def cmd_eval(args) -> int:
         if failures:
             return 1
     return 0
-
-
-def _stale_note(seeds: Path, index: Path) -> None:
-    from rag.errors import RagError
-    from rag.store import index_status
-
-    if not seeds.is_dir():
-        return
-    try:
-        stale = [s for s, v in index_status(seeds, index).items() if v != "indexed"]
-    except (RagError, OSError):
-        return
-    if stale:
-        print(
-            f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: "
-            "run `rag index` (or pass --seeds)",
-            file=sys.stderr,
-        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 FORMAT_VERSION = 1
 
@@ -35,3 +35,7 @@ class IndexSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def overridden(self, **given) -> IndexSettings:
+        """These settings with each given value (not None) in place of its own."""
+        return replace(self, **{k: v for k, v in given.items() if v is not None})

@@ -241,14 +241,17 @@ def _status(docs_hashes: dict[str, str], manifest: dict | None) -> dict[str, str
     return status
 
 
-def index_status(seeds_dir: Path, index_dir: Path) -> dict[str, str]:
+def index_status(
+    seeds_dir: Path, index_dir: Path, *, manifest: dict | None = None
+) -> dict[str, str]:
     """Each document's state against the index: indexed, changed, new or deleted.
 
-    Hashes file bytes only (no parsing), so it is cheap enough for a UI panel.
+    Hashes file bytes only (no parsing), so it is cheap enough for a UI panel. ``manifest``:
+    compare with this one (a loaded index's) instead of reading ``index_dir``'s.
     """
     seeds_dir = Path(seeds_dir)
     hashes = {source_name(p, seeds_dir): file_hash(p.read_bytes()) for p in seed_files(seeds_dir)}
-    return _status(hashes, read_manifest(Path(index_dir)))
+    return _status(hashes, manifest if manifest is not None else read_manifest(Path(index_dir)))
 
 
 def build_index(

@@ -168,6 +168,27 @@ def test_rebuild_picks_up_a_new_seed_file(client, server):
     assert "Vatnajökull" in out["answer"]
 
 
+def test_an_index_rebuilt_by_the_cli_while_serving_is_taken_up_by_rebuild(client, server, rag_cli):
+    seeds = server[1]
+    index = seeds.parent / "index"
+    (seeds / "fjords.txt").write_text(
+        "Sognefjord is the longest fjord in Norway, reaching 205 kilometres inland.\n",
+        encoding="utf-8",
+    )
+    try:
+        assert rag_cli("index", "--seeds", seeds, "--index", index).returncode == 0
+        # The panel describes the index being served, which does not hold the file yet.
+        _, table, _ = client.predict(api_name="/index_status")
+        assert "fjords.txt" in table and "rag-state-new" in table
+        log, summary, table, _ = client.predict(api_name="/rebuild")
+        assert "0 added" in _value(log) and "Up to date" in summary
+        out = client.predict(question="What is the longest fjord in Norway?", api_name="/answer")
+        assert out["citations"][0]["source"] == "fjords.txt"
+    finally:
+        (seeds / "fjords.txt").unlink()
+        client.predict(api_name="/rebuild")
+
+
 def test_upload_is_saved_indexed_and_answered_from(client, server, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

@@ -46,14 +46,15 @@ class Service:
     mode: str
     build_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def status(self) -> tuple[dict | None, dict[str, str]]:
-        from rag.store import index_status, read_manifest
+    def status(self) -> tuple[dict, dict[str, str]]:
+        """The manifest of the index being served, and each document's state against it."""
+        from rag.store import index_status
 
-        manifest = read_manifest(self.index_dir)
+        manifest = self.assistant.index.manifest
         try:
-            status = index_status(self.seeds_dir, self.index_dir)
+            status = index_status(self.seeds_dir, self.index_dir, manifest=manifest)
         except (RagError, OSError):
-            status = {s: "deleted" for s in (manifest or {}).get("documents", {})}
+            status = {s: "deleted" for s in manifest.get("documents", {})}
         return manifest, status
 
     def rebuild(self, progress=None) -> str:
@@ -62,7 +63,7 @@ class Service:
         Returns:
             The build's one-line summary, plus a line per skipped file.
         """
-        from rag.store import build_index
+        from rag.store import build_index, read_manifest
 
         if not self.build_lock.acquire(blocking=False):
             raise BadInputError("a rebuild is already running: wait for it to finish")
@@ -70,7 +71,8 @@ class Service:
             if progress is not None:
                 progress(0.05, desc="Reading documents")
             report = build_index(self.seeds_dir, self.index_dir, progress=progress is not None)
-            if report.written:
+            # Also pick up an index that `rag index` rebuilt while this one was being served.
+            if report.written or read_manifest(self.index_dir) != self.assistant.index.manifest:
                 if progress is not None:
                     progress(0.95, desc="Loading the new index")
                 self.assistant.reload()

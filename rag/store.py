@@ -400,13 +400,12 @@ def build_index(
             shutil.copy2(old_calibration, tmp / CALIBRATION)
 
     write_atomically(index_dir, write)
+    chunk_set = set(chunk_texts)
     return BuildReport(
         **report,
         chunks_total=len(chunks),
-        chunks_embedded=sum(1 for t in dict.fromkeys(chunk_texts) if t in todo_set),
-        sentences_embedded=sum(
-            1 for t in dict.fromkeys(sentence_texts) if t in todo_set and t not in set(chunk_texts)
-        ),
+        chunks_embedded=len(chunk_set & todo_set),
+        sentences_embedded=len((set(sentence_texts) - chunk_set) & todo_set),
         seconds=time.perf_counter() - t0,
         written=True,
     )

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -340,7 +341,10 @@ def build_index(
     if todo:
         for t, v in zip(todo, embedder.encode(todo, progress=progress), strict=True):
             cache[text_hash(t)] = v
-    todo_set = set(todo)
+    # todo holds each new text once; a sentence that is a whole chunk counts as a chunk.
+    chunk_set = set(chunk_texts)
+    chunks_embedded = sum(1 for t in todo if t in chunk_set)
+    chunks_per_doc = Counter(c.source for c in chunks)
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -354,7 +358,7 @@ def build_index(
         "documents": {
             d.source: {
                 "content_hash": d.content_hash,
-                "chunks": sum(1 for c in chunks if c.source == d.source),
+                "chunks": chunks_per_doc[d.source],
                 "sentences": len(doc_sentences[d.source]),
                 "characters": len(d.text),
             }
@@ -400,12 +404,11 @@ def build_index(
             shutil.copy2(old_calibration, tmp / CALIBRATION)
 
     write_atomically(index_dir, write)
-    chunk_set = set(chunk_texts)
     return BuildReport(
         **report,
         chunks_total=len(chunks),
-        chunks_embedded=len(chunk_set & todo_set),
-        sentences_embedded=len((set(sentence_texts) - chunk_set) & todo_set),
+        chunks_embedded=chunks_embedded,
+        sentences_embedded=len(todo) - chunks_embedded,
         seconds=time.perf_counter() - t0,
         written=True,
     )

@@ -228,6 +228,23 @@ def test_add_change_delete_and_unchanged_rebuild(seeds_copy, tmp_path, rag_cli):
         assert c.source != "volcanoes.txt"
 
 
+def test_build_report_counts_only_the_texts_it_embedded(seeds_copy, tmp_path):
+    index = tmp_path / "index"
+    first = build_index(seeds_copy, index)
+    assert first.chunks_embedded == first.chunks_total > 0 and first.sentences_embedded > 0
+    unchanged = build_index(seeds_copy, index)
+    assert (unchanged.chunks_embedded, unchanged.sentences_embedded) == (0, 0)
+
+    # One chunk of two new sentences: 1 chunk + 2 sentence vectors. One chunk that is a
+    # single sentence: its vector serves both, counted once as a chunk.
+    (seeds_copy / "pair.txt").write_text("Quell island has violet fruit. Its harbour is small.\n")
+    (seeds_copy / "single.txt").write_text("The lighthouse on Quell is painted green.\n")
+    added = build_index(seeds_copy, index)
+    assert added.added == ("pair.txt", "single.txt")
+    assert (added.chunks_embedded, added.sentences_embedded) == (2, 2)
+    assert added.chunks_total == first.chunks_total + 2
+
+
 def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):
     shutil.copy(seeds_copy / "volcanoes.txt", seeds_copy / "volcanoes-copy.txt")
     build_index(seeds_copy, tmp_path / "index")

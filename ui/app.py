@@ -273,7 +273,7 @@ def build_app(service: Service):
 
     def do_threshold():
         value, info = threshold_setting()
-        return gr.Slider(value=value, info=info)
+        return gr.Slider(value=value, info=info, interactive=True)
 
     def do_rebuild(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's idiom)
         try:
@@ -379,6 +379,9 @@ def build_app(service: Service):
                                     step=0.01,
                                     label="Abstention threshold",
                                     info=threshold_info,
+                                    # Enabled by the page-load event that sets its value, so
+                                    # a late load can never reset a value the user chose.
+                                    interactive=False,
                                 )
                     with gr.Column(scale=5, min_width=340, elem_id="rag-viewer-col"):
                         viewer = gr.HTML(

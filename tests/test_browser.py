@@ -84,7 +84,7 @@ class Page:
         self.page.on("dialog", self._on_dialog)
         self.page.goto(url)
         self.page.wait_for_selector("#rag-question textarea")
-        # The header's document count arrives with the page-load event.
+        # The header (rendered with the page) shows the index is ready.
         self.page.wait_for_selector(".rag-status .rag-pill")
 
     def _on_dialog(self, dialog) -> None:
@@ -240,11 +240,13 @@ def test_settings_change_the_answer(ui):
     ui.page.locator("#rag-settings").get_by_text("Settings").click()
     slider = ui.page.get_by_label("range slider for Abstention threshold")
     number = ui.page.get_by_label("number input for Abstention threshold")
-    for _ in range(40):  # the accordion's widgets may still be mounting: retry until bound
+    # The accordion's widgets may still be mounting, and mounting resets them to their
+    # value: retry until the value is bound and still holds a moment later.
+    for _ in range(40):
         slider.fill("0.99")
+        ui.page.wait_for_timeout(250)
         if number.input_value() == "0.99":
             break
-        ui.page.wait_for_timeout(250)
     assert number.input_value() == "0.99"
     answer = ui.ask("When did Eyjafjallajökull erupt?")
     assert answer.locator(".rag-banner").count() == 1  # abstains under a strict threshold

@@ -171,7 +171,7 @@ def _print_answer(answer) -> None:
     label = "Nearest passages (not confident):" if answer.abstained else "Sources:"
     print(label)
     for c in answer.citations:
-        where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
+        where = c.location or (f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}")
         print(
             f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
             f"(score {c.score:.2f})"

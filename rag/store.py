@@ -3,7 +3,8 @@
 Layout of an index folder (no pickle anywhere)::
 
     manifest.json      format version, settings, model, per-document hash and counts, versions
-    documents.jsonl    one line a document: source, hash, canonical text, pages, sentences
+    documents.jsonl    one line a document: source, hash, canonical text, pages, locations,
+                       sentences
     chunks.jsonl       one line a chunk: id, source, offsets, sentence spans
     chunks.faiss       IndexFlatIP of the chunk vectors (row i = line i of chunks.jsonl)
     sentences.faiss    IndexFlatIP of the sentence vectors (document order), for answer scoring
@@ -123,6 +124,7 @@ class Index:
                     rec["text"],
                     rec["content_hash"],
                     tuple(rec["page_starts"]) if rec["page_starts"] else None,
+                    tuple((a, label) for a, label in rec.get("locations") or ()) or None,
                 )
                 documents[doc.source] = doc
                 for a, b in rec["sentences"]:
@@ -377,6 +379,7 @@ def build_index(
                     "content_hash": d.content_hash,
                     "text": d.text,
                     "page_starts": list(d.page_starts) if d.page_starts else None,
+                    "locations": [list(loc) for loc in d.locations] if d.locations else None,
                     "sentences": doc_sentences[d.source],
                 }
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -45,7 +45,10 @@ def _attr(s: str) -> str:
 
 
 def location(c: Citation) -> str:
-    """``page 2`` for a PDF, else ``line 4`` or ``lines 3–5``."""
+    """The place of a .docx/.pptx/.epub citation (``Budget › 2024``, ``slide 3``), ``page 2``
+    for a PDF, else ``line 4`` or ``lines 3–5``."""
+    if c.location:
+        return c.location
     if c.page is not None:
         return f"page {c.page}"
     if c.line_start == c.line_end:
@@ -212,7 +215,10 @@ def viewer_html(
 ) -> str:
     """The whole document with line numbers, the excerpt shaded and the sentence marked.
 
-    The first marked piece has ``id="rag-hl"``: the page scrolls the viewer to it.
+    The first marked piece has ``id="rag-hl"``: the page scrolls the viewer to it. A PDF's
+    pages, and the places of a .docx/.pptx/.epub (heading path, slide, chapter), start with
+    a divider naming them, so the place of the marked sentence is the divider above it; the
+    header names it too.
     """
     text = doc.text
     size = len(text)
@@ -234,6 +240,7 @@ def viewer_html(
     ex_a, ex_b = excerpt if excerpt else (-1, -1)
     hl_a, hl_b = highlight if highlight else (-1, -1)
     page_starts = set(doc.page_starts or ())
+    places = {a: label for a, label in doc.locations or () if label}
     rows = []
     if lo > 0:
         rows.append(
@@ -247,6 +254,8 @@ def viewer_html(
         end = hi if nl < 0 else nl
         if doc.page_starts and pos in page_starts:
             rows.append(f'<div class="rag-page">Page {doc.page_of(pos)}</div>')
+        if pos in places:
+            rows.append(f'<div class="rag-page rag-loc">{_text(places[pos])}</div>')
         cuts = sorted({pos, end, *(x for x in (ex_a, ex_b, hl_a, hl_b) if pos < x < end)})
         pieces = []
         for a, b in zip(cuts, cuts[1:], strict=False):
@@ -278,8 +287,10 @@ def viewer_html(
     if n is not None:
         meta.append(f"citation [{n}]")
     if highlight:
-        page = doc.page_of(highlight[0])
+        page, place = doc.page_of(highlight[0]), doc.location_of(highlight[0])
         where = f"page {page}" if page else f"line {doc.line_of(highlight[0])}"
+        if place:
+            where = f"{place}, {where}"
         meta.append(f"quoted sentence at {where}")
     meta.append(f"{size:,} characters")
     kind = doc.source.rsplit(".", 1)[-1].upper() if "." in doc.source else "TEXT"
@@ -411,9 +422,9 @@ def chat_placeholder() -> str:
 def upload_help(seeds: str, max_mb: int) -> str:
     return (
         f'<div class="rag-help">Files are saved into <code>{_text(seeds)}/</code> under a safe '
-        f"name, then indexed. Text, Markdown, HTML or PDF, up to {max_mb} MB each. A file "
-        "with the name of an existing document is refused unless you tick "
-        "<b>Replace files with the same name</b>.</div>"
+        "name, then indexed. Text, Markdown, HTML, PDF, Word (.docx), PowerPoint (.pptx) or "
+        f"EPUB, up to {max_mb} MB each. A file with the name of an existing document is "
+        "refused unless you tick <b>Replace files with the same name</b>.</div>"
     )
 
 

@@ -128,7 +128,7 @@ def _check_zip(data: bytes, kind: str) -> None:
             raise FormatError(f"password-protected {kind}: save it without a password")
         raise FormatError(f"not a {kind} file (an older binary format?): save it as {kind}")
     if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise FormatError(f"damaged {kind} file (not a zip archive)")
+        raise FormatError(f"damaged, or not a {kind} file (no zip archive inside)")
 
 
 # --------------------------------------------------------------------------- HTML

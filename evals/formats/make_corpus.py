@@ -18,7 +18,9 @@ Writes ``<fmt>.jsonl`` and ``<fmt>-corpus/`` for txt (the original), docx, pptx 
 each with the questions' ``source`` renamed and ``span`` moved to the copy's canonical text
 (the same lines, found in order), and ``mixed.jsonl`` + ``mixed-corpus/`` with the four
 copies in one folder and no gold source (in a folder holding the same passage four times
-only the answer is scored).
+only the answer is scored). ``control.jsonl`` + ``control-corpus/``: the .txt four times
+under four names, which tells what four copies of one article do to the answers whatever
+their format.
 """
 
 from __future__ import annotations
@@ -185,11 +187,18 @@ def main() -> None:
         (HERE / f"{fmt}.jsonl").write_text("\n".join(out) + "\n", encoding="utf-8")
         print(f"{fmt}: {path.relative_to(ROOT)} ({path.stat().st_size:,} bytes, "
               f"{len(copy):,} characters of text)")  # fmt: skip
+    control = HERE / "control-corpus"
+    shutil.rmtree(control, ignore_errors=True)
+    control.mkdir()
+    for n in range(1, len(FORMATS) + 1):
+        (control / f"{stem}-copy{n}.txt").write_bytes(text.encode())
     unsourced = [
         json.dumps({**q, "source": None, "span": None}, ensure_ascii=False) for q in questions
     ]
-    (HERE / "mixed.jsonl").write_text("\n".join(unsourced) + "\n", encoding="utf-8")
+    for name in ("mixed", "control"):
+        (HERE / f"{name}.jsonl").write_text("\n".join(unsourced) + "\n", encoding="utf-8")
     print(f"mixed: {len(FORMATS)} copies in {mixed.relative_to(ROOT)}/; {len(questions)} questions")
+    print(f"control: the .txt {len(FORMATS)} times in {control.relative_to(ROOT)}/")
 
 
 if __name__ == "__main__":

@@ -195,3 +195,33 @@ def test_render_names_the_location_in_the_card_and_the_viewer(project):
     before = html[: html.index('id="rag-hl"')]
     last = before.rindex('<div class="rag-page rag-loc">')
     assert before[last:].startswith('<div class="rag-page rag-loc">Part Two › The Orchard</div>')
+
+
+# --- the eval set of evals/formats ---------------------------------------------------------
+
+
+def test_the_format_eval_corpus_is_what_make_corpus_makes():
+    """The committed copies are the script's output (byte for byte), and every gold answer
+    lies in its span of the copy's canonical text."""
+    import importlib.util
+
+    from rag.evaluation import load_question_set
+
+    root = Path(__file__).resolve().parent.parent
+    here = root / "evals" / "formats"
+    spec = importlib.util.spec_from_file_location("make_corpus", here / "make_corpus.py")
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    lines = make.ARTICLE.read_text(encoding="utf-8").split("\n")
+    makers = {"docx": make.to_docx, "pptx": make.to_pptx, "epub": make.to_epub}
+    for fmt, maker in makers.items():
+        committed = (here / f"{fmt}-corpus" / f"{make.ARTICLE.stem}.{fmt}").read_bytes()
+        assert make.fixed_zip(maker(lines)) == committed, fmt
+    for fmt in make.FORMATS:
+        docs = {d.source: d for d in load_documents(here / f"{fmt}-corpus")}
+        questions = load_question_set(here / f"{fmt}.jsonl")
+        assert len(questions) == 53
+        for q in questions:
+            if q.answers:
+                a, b = q.span
+                assert any(ans in docs[q.source].text[a:b] for ans in q.answers), (fmt, q.id)

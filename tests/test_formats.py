@@ -47,6 +47,67 @@ def test_docx_text_is_paragraphs_lists_and_table_rows_with_heading_paths():
     assert [label for a, label in got.locations if a <= fact][-1] == "Budget › 2024"
 
 
+def test_docx_reads_text_boxes_insertions_fields_and_content_controls_once():
+    """What python-docx's paragraph.text misses, and what it must not double: a text box
+    (and its VML fallback copy), a tracked insertion and deletion, a field's code and
+    result, a line break, a content control."""
+    import io
+
+    import docx
+    from docx.oxml import parse_xml
+
+    ns = (
+        'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+        'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+    )
+    box = (
+        "<w:txbxContent><w:p><w:r><w:t>Boxed: the wall is 300 metres long.</w:t></w:r></w:p>"
+        "</w:txbxContent>"
+    )
+    d = docx.Document()
+    d.add_heading("Harbour", level=1)
+    p = d.add_paragraph("The harbour wall is made of granite.")
+    p._p.append(
+        parse_xml(
+            f'<w:r {ns}><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing>{box}'
+            f"</w:drawing></mc:Choice><mc:Fallback><w:pict>{box}</w:pict></mc:Fallback>"
+            "</mc:AlternateContent></w:r>"
+        )
+    )
+    body = d.element.body
+    body.insert(
+        len(body) - 1,  # before the section properties
+        parse_xml(
+            f'<w:p {ns}><w:r><w:t xml:space="preserve">Kept </w:t></w:r>'
+            '<w:ins w:id="1" w:author="a"><w:r><w:t>inserted</w:t></w:r></w:ins>'
+            '<w:del w:id="2" w:author="a"><w:r><w:delText>deleted</w:delText></w:r></w:del>'
+            '<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText>PAGE</w:instrText>'
+            '</w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t xml:space="preserve">'
+            ' 7</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r>'
+            "<w:r><w:br/><w:t>second line</w:t></w:r></w:p>"
+        ),
+    )
+    body.insert(
+        len(body) - 1,
+        parse_xml(
+            f"<w:sdt {ns}><w:sdtContent><w:p><w:r><w:t>In a content control.</w:t></w:r>"
+            "</w:p></w:sdtContent></w:sdt>"
+        ),
+    )
+    out = io.BytesIO()
+    d.save(out)
+    got = read_docx(out.getvalue())
+    assert got.text == (
+        "Harbour\n"
+        "The harbour wall is made of granite.\n"
+        "Boxed: the wall is 300 metres long.\n"
+        "Kept inserted 7\n"
+        "second line\n"
+        "In a content control."
+    )
+    assert got.locations == ((0, "Harbour"),)
+
+
 def test_pptx_text_is_slides_in_order_with_their_notes():
     got = read_pptx(pptx_bytes())
     assert got.text == PPTX_TEXT

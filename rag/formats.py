@@ -48,6 +48,9 @@ PATH_SEPARATOR = " › "
 SECTION_SEPARATOR = "\n\n"
 
 _SPACE = re.compile(r"[ \t\r\f\v\u00a0]+")
+#: A .docx/.pptx/.epub unpacking to more than this is refused (a zip bomb would otherwise
+#: fill the memory: the libraries read every part whole).
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 #: The first bytes of an OLE compound file: what an encrypted .docx/.pptx (or an old .doc) is.
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: EPUB font obfuscation: "encrypted" fonts that do not hide any text.
@@ -129,6 +132,14 @@ def _check_zip(data: bytes, kind: str) -> None:
         raise FormatError(f"not a {kind} file (an older binary format?): save it as {kind}")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise FormatError(f"damaged, or not a {kind} file (no zip archive inside)")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        # zipfile reads no more than the sizes declared here, so their sum bounds the memory.
+        unpacked = sum(info.file_size for info in z.infolist())
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise FormatError(
+            f"{kind} file too large once unpacked ({unpacked // 2**20:,} MiB; "
+            f"the limit is {MAX_UNPACKED_BYTES // 2**20:,} MiB)"
+        )
 
 
 # --------------------------------------------------------------------------- HTML

@@ -244,22 +244,38 @@ def cmd_ask(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from rag.store import index_status, read_manifest
+    from rag.errors import IndexDamagedError
+    from rag.store import Index, index_status, read_manifest
 
-    status = index_status(args.seeds, args.index)
-    manifest = read_manifest(args.index) or {}
+    damaged = None
+    try:
+        Index.load(args.index)  # the checks of `rag ask`: a damaged index is not "indexed"
+    except IndexDamagedError as e:
+        damaged = e
+    except RagError:
+        pass  # no index, or another format: the rows below say so
+    try:
+        manifest = read_manifest(args.index) or {}
+    except IndexDamagedError:
+        manifest = {}
+    status = index_status(args.seeds, args.index, manifest=manifest)
+    if damaged is not None:
+        status = {s: "damaged" if v in ("indexed", "changed") else v for s, v in status.items()}
     docs = manifest.get("documents", {})
     for source, state in sorted(status.items()):
         chunks = docs.get(source, {}).get("chunks", "-")
         print(f"{state:8} {chunks!s:>6}  {source}")
-    if manifest:
+    if manifest and damaged is None:
         s = manifest["settings"]
         print(
             f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
             f"{s['overlap_sentences']}, built {manifest['built_at']}"
         )
-    else:
+    elif damaged is None:
         print(f"no index in {args.index}/: run `rag index`")
+    if damaged is not None:
+        print(f"rag: {damaged}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

@@ -12,6 +12,7 @@ from rag.answer import Assistant
 from rag.chunking import chunk_document, count_tokens, split_sentences
 from rag.documents import Document, load_documents
 from rag.errors import IndexMismatchError, IndexNotFoundError, RagError
+from rag.settings import FORMAT_VERSION
 from rag.store import Index, build_index, write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +134,7 @@ def test_sentences_never_cross_lines():
 def test_manifest_records_settings_hashes_and_versions(built_index):
     _, index = built_index
     m = json.loads((index / "manifest.json").read_text())
-    assert m["format_version"] == 1
+    assert m["format_version"] == FORMAT_VERSION
     assert m["model"]["dimension"] == 384 and m["model"]["window"] == 256
     assert m["settings"]["chunk_tokens"] > 0
     assert set(m["documents"]) == {"bees.md", "lighthouse.html", "tides.pdf", "volcanoes.txt"}

@@ -233,7 +233,8 @@ def _check(
     """Raise ``IndexDamagedError`` unless the files agree with each other and the manifest.
 
     Checked: the document set, each text against its stored sha256, the content hashes,
-    sentence spans (in range, in order), and each chunk's offsets, id (a hash of its text),
+    sentence spans (in range, in order), location maps (in range, in order), and each
+    chunk's offsets, id (a hash of its text),
     sentences and order. Chunk rows follow the documents' rows and, within a document, their
     offsets, so a reordered or shifted file is caught even when the counts still match.
     """
@@ -250,6 +251,13 @@ def _check(
             raise damaged(f"{source!r}: content hash differs from the manifest")
         if text_digest(doc.text) != entry["text_hash"]:
             raise damaged(f"{source!r}: text does not match its hash")
+        starts = [a for a, _ in doc.locations or ()]
+        if (
+            any(not isinstance(a, int) for a in starts)
+            or starts != sorted(set(starts))
+            or (starts and not 0 <= starts[0] <= starts[-1] < max(len(doc.text), 1))
+        ):
+            raise damaged(f"{source!r}: location map out of range or order")
         spans, last = doc_sentences[source], 0
         if len(spans) != entry["sentences"]:
             raise damaged(f"{source!r}: sentence count differs from the manifest")

@@ -248,6 +248,24 @@ def test_the_location_survives_the_index(project):
     assert docs["volcanoes.txt"].locations is None
 
 
+def test_a_damaged_location_map_is_a_damaged_index(project, tmp_path):
+    from rag.errors import IndexDamagedError
+    from rag.store import Index
+
+    base, _ = project
+    for bad in ([[5, "b"], [2, "a"]], [[10**9, "far"]], [["x", "y"]], [[1, "a", "b"]]):
+        index = tmp_path / f"index-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(base / "index", index)
+        path = index / "documents.jsonl"
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        for rec in recs:
+            if rec["source"] == "deck.pptx":
+                rec["locations"] = bad
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+        with pytest.raises(IndexDamagedError):
+            Index.load(index)
+
+
 def test_render_names_the_location_in_the_card_and_the_viewer(project):
     from rag.answer import Assistant
     from ui import render

@@ -111,7 +111,9 @@ def save_upload(
 
     # A hidden temporary name: the indexer skips it if it runs meanwhile.
     fd, tmp_name = tempfile.mkstemp(prefix=".upload-", suffix=f"-{name}", dir=seeds_dir)
-    tmp = Path(tmp_name)
+    # mkstemp returns an absolute path even for a relative ``dir``; spell it under
+    # ``seeds_dir`` as given, so that reading it relative to ``seeds_dir`` works either way.
+    tmp = seeds_dir / Path(tmp_name).name
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -30,7 +30,15 @@ import numpy as np
 
 from rag.chunking import Span
 from rag.errors import BadInputError
-from rag.retrieval import DEFAULT_K, DEFAULT_MODE, Hit, Retriever, check_question, terms
+from rag.inputs import check_k, check_threshold
+from rag.retrieval import (
+    DEFAULT_K,
+    DEFAULT_MODE,
+    Hit,
+    Retriever,
+    check_question,
+    terms,
+)
 from rag.store import Index
 
 W_DENSE = 0.5
@@ -145,7 +153,7 @@ class Assistant:
     ) -> None:
         self.index_dir = Path(index_dir)
         self._model = model
-        self._threshold = threshold
+        self._threshold = None if threshold is None else check_threshold(threshold)
         self._lock = Lock()
         self.reload()
 
@@ -195,8 +203,9 @@ class Assistant:
         question = check_question(question)
         if max_sentences < 1:
             raise BadInputError(f"max_sentences must be >= 1, got {max_sentences}")
+        k = check_k(k)
+        threshold = check_threshold(self.threshold if threshold is None else threshold)
         retriever = self.retriever
-        threshold = self.threshold if threshold is None else threshold
         qv = retriever.embed_question(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
         scores = score_sentences(retriever, question, qv, found)

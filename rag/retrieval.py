@@ -13,6 +13,7 @@ import numpy as np
 from rag.chunking import Chunk
 from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
+from rag.inputs import check_k, check_text
 from rag.store import Index
 
 MODES = ("hybrid", "dense", "bm25")
@@ -106,8 +107,7 @@ class Retriever:
             stored under two files is returned once, under the better-ranked one).
         """
         question = check_question(question)
-        if k < 1:
-            raise BadInputError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         if mode not in MODES:
             raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         n = len(self.index.chunks)
@@ -154,7 +154,15 @@ class Retriever:
 
 
 def check_question(question: object) -> str:
-    """The question stripped, or EmptyQuestionError."""
-    if not isinstance(question, str) or not question.strip():
+    """The question stripped.
+
+    Raises:
+        EmptyQuestionError: no text.
+        BadInputError: not a string, or text holding an undecodable byte or a lone
+            surrogate (refused rather than repaired: see ``rag.inputs``).
+    """
+    if question is not None and not isinstance(question, str):
+        raise BadInputError(f"the question must be text, got {type(question).__name__}")
+    if not question or not question.strip():
         raise EmptyQuestionError("the question is empty: type a question")
-    return question.strip()
+    return check_text(question.strip())

@@ -25,8 +25,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from threading import Lock
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Span
 from rag.errors import BadInputError
@@ -39,7 +38,11 @@ from rag.retrieval import (
     check_question,
     terms,
 )
-from rag.store import Index
+
+if TYPE_CHECKING:  # numpy and FAISS load with an index (reload), not with this module
+    import numpy as np
+
+    from rag.store import Index
 
 W_DENSE = 0.5
 W_LEXICAL = 0.5
@@ -159,6 +162,8 @@ class Assistant:
 
     def reload(self) -> None:
         """Load the index from disk again (after ``rag index``)."""
+        from rag.store import Index
+
         index = Index.load(self.index_dir, model=self._model)
         retriever = Retriever(index)
         with self._lock:

@@ -7,14 +7,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk
-from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
 from rag.inputs import check_k, check_text
-from rag.store import Index
+
+if TYPE_CHECKING:  # numpy, FAISS and torch load with an index, not with this module
+    import numpy as np
+
+    from rag.embedding import Embedder
+    from rag.store import Index
 
 MODES = ("hybrid", "dense", "bm25")
 #: Chosen on the SQuAD sample (evals/reports): see README "Retrieval".
@@ -67,6 +70,8 @@ class Retriever:
 
     def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
         import bm25s
+
+        from rag.embedding import Embedder
 
         self.index = index
         self.embedder = embedder or Embedder(index.settings.model)
@@ -140,7 +145,7 @@ class Retriever:
         return hits
 
     def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        scores, ids = self.index.faiss_index.search(qv[None, :].astype(np.float32), depth)
+        scores, ids = self.index.faiss_index.search(qv[None, :].astype("float32"), depth)
         # FAISS pads with -1 when it has fewer than ``depth`` vectors: never let them through.
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 

@@ -280,3 +280,28 @@ def test_discard_upload_never_deletes_outside_gradios_folder(tmp_path, monkeypat
     _discard_upload(outside)
     _discard_upload(inside)
     assert outside.exists() and not inside.exists()
+
+
+# --------------------------------------------------------------------------- 14: imports
+
+
+def test_public_names_load_on_first_use():
+    import rag
+
+    assert sorted(rag.__all__) == sorted(rag._WHERE)
+    for name in rag.__all__:
+        assert getattr(rag, name).__name__ == name
+
+
+def test_help_and_parsing_do_not_load_heavy_libraries():
+    """`rag --help` and argument errors answer without numpy, FAISS, torch or gradio."""
+    code = (
+        "import sys, rag.cli\n"
+        "rag.cli.build_parser().parse_args(['ask', 'q'])\n"
+        "heavy = {'numpy', 'faiss', 'bm25s', 'torch', 'sentence_transformers', 'gradio',\n"
+        "         'matplotlib', 'pypdf', 'bs4', 'tiktoken'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -62,6 +62,22 @@ def test_upload_into_relative_seeds_and_no_copy_is_kept(client, server, tmp_path
     assert _cached(uploads, "Skerry notes.txt") == []  # Gradio's copy is gone
 
 
+def test_an_upload_refused_as_existing_is_kept_for_replace(client, server, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, seeds, uploads = server
+    doc = tmp_path / "Sandur.txt"
+    doc.write_text("The sandur plain is made of glacial outwash.\n", encoding="utf-8")
+    client.predict([handle_file(doc)], api_name="/upload")
+    doc.write_text("The sandur plain lies south of the glacier.\n", encoding="utf-8")
+    with pytest.raises(AppError, match="already exists in seeds/"):
+        client.predict([handle_file(doc)], api_name="/upload")
+    # The page still holds this file: ticking "Replace" and adding again must find it.
+    (kept,) = _cached(uploads, "Sandur.txt")
+    assert kept.read_bytes() == doc.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("name", "data"), [("latin1.txt", "caf\u00e9 noir".encode("latin-1")), ("blank.md", b" \n\n")]
 )

@@ -296,14 +296,14 @@ def build_app(service: Service):
         return (gr.HTML(render.build_log_html(log), visible=True), *index_panel(service))
 
     def do_upload(files, overwrite, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        from rag.uploads import save_upload
+        from rag.uploads import UploadExistsError, save_upload
 
         files = [f for f in (files or []) if f]
         if not files:
             raise gr.Error(f"Choose one or more files to add ({' '.join(SUPPORTED_SUFFIXES)}).")
         saved, rejected = [], []
         for f in files:
-            path = Path(f)
+            path, keep = Path(f), False
             try:
                 dest = save_upload(
                     service.seeds_dir,
@@ -314,8 +314,10 @@ def build_app(service: Service):
                 saved.append(dest.name)
             except (RagError, ValueError, OSError) as e:
                 rejected.append(service.message(e))
+                keep = isinstance(e, UploadExistsError)  # "Replace" and Add again may follow
             finally:
-                _discard_upload(path)  # saved into seeds/, or refused: not kept either way
+                if not keep:  # saved into seeds/, or refused for good: not kept either way
+                    _discard_upload(path)
         if not saved:
             raise gr.Error("Not added: " + "; ".join(rejected))
         for r in rejected:

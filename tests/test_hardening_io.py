@@ -305,3 +305,9 @@ def test_help_and_parsing_do_not_load_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_serve_refuses_a_nan_threshold_before_building(rag_cli, tmp_path):
+    out = rag_cli("serve", "--threshold", "nan", "--seeds", tmp_path / "none")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "rag: threshold must be a finite number, got nan"

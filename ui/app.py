@@ -689,12 +689,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rag.answer import Assistant
+    from rag.inputs import check_threshold
     from rag.store import build_index
 
     if not 1 <= args.port <= 65535:
         raise BadInputError(f"--port must be 1..65535, got {args.port}")
     if args.concurrency < 1:
         raise BadInputError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.threshold is not None:
+        check_threshold(args.threshold)  # before the build, not after it
     auth = parse_auth(args.auth or os.environ.get("RAG_AUTH"))
     if not is_loopback(args.host) and auth is None:
         print(

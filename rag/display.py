@@ -53,9 +53,9 @@ def without_surrogates(text: str) -> str:
     return re.sub("[\ud800-\udfff]", "\ufffd", text)
 
 
-# An absolute POSIX path: "/" after a start, a space, a quote or "(", then no whitespace,
-# quote or bracket.
-_ABSOLUTE = re.compile(r"""(?<![\w.~/])/[^\s'"()<>\[\]{},;]*""")
+# An absolute POSIX path: a "/" that does not continue a word, a relative path or a URL,
+# then no whitespace, quote or bracket.
+_ABSOLUTE = re.compile(r"""(?<![\w.~/:])/[^\s'"()<>\[\]{},;]*""")
 
 
 def public_message(message: object, folders: Mapping[str, Path | str]) -> str:

@@ -241,7 +241,10 @@ def test_public_message_shows_paths_relative_to_the_named_folders(tmp_path, monk
 def test_public_message_leaves_relative_paths_and_prose_alone():
     from rag.display import public_message
 
-    text = "a.txt already exists in seeds/: choose to replace it (and/or rename it)"
+    text = (
+        "a.txt already exists in seeds/: choose to replace it (and/or rename it); "
+        "see http://127.0.0.1:7860/docs"
+    )
     assert public_message(text, {"seeds": Path("seeds")}) == text
 
 

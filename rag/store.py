@@ -8,6 +8,7 @@ Layout of an index folder (no pickle anywhere)::
     chunks.faiss       IndexFlatIP of the chunk vectors (row i = line i of chunks.jsonl)
     sentences.faiss    IndexFlatIP of the sentence vectors (document order), for answer scoring
     calibration.json   optional: the abstention threshold chosen by ``rag eval --calibrate``
+                       (read and written by ``rag.calibration``; a build keeps it)
 
 A build writes a complete folder beside the target and swaps it in with two renames, so an
 interrupted build leaves the previous index as it was.
@@ -25,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from rag.chunking import Chunk, Span, chunk_document, document_sentences, text_h
 from rag.documents import Document, file_hash, load_documents, seed_files, source_name
 from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, RagError
-from rag.settings import FORMAT_VERSION, IndexSettings
+from rag.settings import FORMAT_VERSION, IndexSettings, utc_now
 
 MANIFEST = "manifest.json"
 CALIBRATION = "calibration.json"
@@ -172,13 +172,6 @@ class Index:
         for (source, a, b), row in self.sentence_rows.items():
             cache[text_hash(self.documents[source].text[a:b])] = self.sentence_vectors[row]
         return cache
-
-    def calibrated_threshold(self) -> float | None:
-        """The abstention threshold stored by ``rag eval --calibrate``, if any."""
-        try:
-            return float(json.loads((self.path / CALIBRATION).read_text())["threshold"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
 
 def _vectors(index, dim: int) -> np.ndarray:
@@ -354,7 +347,7 @@ def build_index(
             "dimension": embedder.dimension,
             "window": embedder.window,
         },
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "built_at": utc_now(),
         "documents": {
             d.source: {
                 "content_hash": d.content_hash,

@@ -16,6 +16,7 @@ import pytest
 from serving import start_server, stop_server
 
 from ui.render import CITE_PREFIX, read_cite_token
+from ui.server import is_loopback
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,34 +263,10 @@ def test_eval_tab_runs_a_question_set(client, server):
     assert "Worst misses" in _value(report)
 
 
-# --------------------------------------------------------------------------- rag serve flags
-
-
-def test_binding_beyond_loopback_without_auth_warns(rag_cli, tmp_path):
-    r = rag_cli("serve", "--host", "0.0.0.0", "--seeds", tmp_path / "none", "--index",
-                tmp_path / "index")  # fmt: skip
-    assert "warning: serving on 0.0.0.0 without --auth" in r.stderr
-    assert r.returncode == 1 and "seeds folder not found" in r.stderr  # no traceback
-    assert "Traceback" not in r.stderr
-
-
-def test_loopback_or_auth_means_no_warning(rag_cli, tmp_path):
-    for args in (("--host", "127.0.0.1"), ("--host", "0.0.0.0", "--auth", "ann:secret")):
-        r = rag_cli("serve", *args, "--seeds", tmp_path / "none", "--index", tmp_path / "i")
-        assert "warning: serving" not in r.stderr and r.returncode == 1
-
-
-def test_bad_auth_is_one_line(rag_cli, tmp_path):
-    r = rag_cli("serve", "--auth", "nocolon", "--seeds", tmp_path)
-    assert r.returncode == 1 and r.stderr.strip() == "rag: --auth takes USER:PASS, both non-empty"
-
-
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
      ("0.0.0.0", False), ("192.168.1.10", False), ("::", False), ("example.org", False)],
 )  # fmt: skip
 def test_is_loopback(host, loopback):
-    from ui.app import is_loopback
-
     assert is_loopback(host) is loopback

@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.errors import BadInputError
 from rag.settings import Choice, utc_now
-from rag.store import CALIBRATION, write_atomically
+from rag.store import CALIBRATION, write_atomically, writer_lock
 
 CRITERION = (
     "balanced accuracy = (share of answerable questions answered + share of unanswerable "
@@ -97,8 +97,9 @@ def write_calibration(index_dir: Path | str, calibration: Calibration, **extra) 
     """Store ``calibration`` (and ``extra`` fields) as the index's ``calibration.json``.
 
     The index folder is swapped as a whole by ``store.write_atomically``, the one way an
-    index changes on disk: its other files are hard-linked into the new folder (copied where
-    links are not possible), so this costs no copy of the vectors.
+    index changes on disk, under the index's writer lock (so a build and a calibration never
+    interleave): its other files are hard-linked into the new folder (copied where links are
+    not possible), so this costs no copy of the vectors.
 
     Returns:
         The path written.
@@ -116,7 +117,8 @@ def write_calibration(index_dir: Path | str, calibration: Calibration, **extra) 
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         (tmp / CALIBRATION).write_text(text, encoding="utf-8")
 
-    write_atomically(index_dir, write)
+    with writer_lock(index_dir):
+        write_atomically(index_dir, write)
     return index_dir / CALIBRATION
 
 

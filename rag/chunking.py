@@ -92,7 +92,11 @@ def _strip(text: str, a: int, b: int) -> Span:
 
 
 def _split_long(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span]:
-    """Cut a sentence longer than the budget into word-aligned pieces that fit."""
+    """Cut a sentence longer than the budget into word-aligned pieces that fit.
+
+    A single word over the budget (a base64 blob, a URL, text without spaces) is cut inside
+    the word by ``_split_word``, so every piece fits like any other text.
+    """
     words = [
         (span[0] + m.start(), span[0] + m.end()) for m in _WORD.finditer(text[span[0] : span[1]])
     ]
@@ -101,8 +105,47 @@ def _split_long(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span
         j = i + 1
         while j < len(words) and fits(text[words[i][0] : words[j][1]]):
             j += 1
-        pieces.append((words[i][0], words[j - 1][1]))
+        if j == i + 1 and not fits(text[words[i][0] : words[i][1]]):
+            pieces.extend(_split_word(text, words[i], fits))
+        else:
+            pieces.append((words[i][0], words[j - 1][1]))
         i = j
+    return pieces
+
+
+def _split_word(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span]:
+    """Cut ``text[span]`` into the longest consecutive pieces that fit (at characters).
+
+    Each piece is found by doubling, then bisecting, its length, so only pieces near the
+    budget are ever tokenized, whatever the word's length.
+    """
+    pieces: list[Span] = []
+    a, end = span
+    n = 64
+    while a < end:
+        good, bad = 0, None  # longest length known to fit, shortest known not to
+        while bad is None:
+            if n >= end - a:
+                n = end - a
+                if fits(text[a:end]):
+                    good = n
+                    break
+                bad = n
+            elif fits(text[a : a + n]):
+                good, n = n, n * 2
+            else:
+                bad = n
+        if bad is not None:
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if fits(text[a : a + mid]):
+                    good = mid
+                else:
+                    bad = mid
+        good = max(good, 1)  # one character always fits a budget of >= 16 tokens
+        pieces.append((a, a + good))
+        a += good
+        n = max(2, good)
     return pieces
 
 

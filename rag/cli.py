@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from rag.answer import DEFAULT_MAX_SENTENCES, Answer, Assistant
-from rag.errors import BadInputError, RagError
+from rag.errors import BadInputError, IndexDamagedError, RagError
 from rag.evaluation import EVAL_K, EvalReport, check_floors, display_path, load_floors, run_eval
 from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES, check_question
 from rag.settings import (
@@ -27,7 +27,7 @@ from rag.settings import (
     SEEDS_DIR,
     IndexSettings,
 )
-from rag.store import build_index, index_status, read_manifest
+from rag.store import Index, build_index, index_status, read_manifest
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -351,20 +351,35 @@ def _ask_jsonl(assistant: Assistant, opts: dict) -> int:
 
 
 def cmd_status(args) -> int:
-    status = index_status(args.seeds, args.index)
-    manifest = read_manifest(args.index) or {}
+    damaged = None
+    try:
+        Index.load(args.index)  # the checks of `rag ask`: a damaged index is not "indexed"
+    except IndexDamagedError as e:
+        damaged = e
+    except RagError:
+        pass  # no index, or another format: the rows below say so
+    try:
+        manifest = read_manifest(args.index) or {}
+    except IndexDamagedError:
+        manifest = {}
+    status = index_status(args.seeds, args.index, manifest=manifest)
+    if damaged is not None:
+        status = {s: "damaged" if v in ("indexed", "changed") else v for s, v in status.items()}
     docs = manifest.get("documents", {})
     for source, state in sorted(status.items()):
         chunks = docs.get(source, {}).get("chunks", "-")
         print(f"{state:8} {chunks!s:>6}  {source}")
-    if manifest:
+    if manifest and damaged is None:
         s = manifest["settings"]
         print(
             f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
             f"{s['overlap_sentences']}, built {manifest['built_at']}"
         )
-    else:
+    elif damaged is None:
         print(f"no index in {args.index}/: run `rag index`")
+    if damaged is not None:
+        print(f"rag: {damaged}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

@@ -52,18 +52,47 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def seed_files(seeds_dir: Path) -> list[Path]:
-    """Files under ``seeds_dir`` (recursively, sorted), hidden files and folders left out."""
+def seed_files(seeds_dir: Path, *, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Files under ``seeds_dir`` (recursively, sorted), hidden files and folders left out.
+
+    A symlink is followed only when its target is itself a file the seeds folder would index
+    (inside ``seeds_dir`` resolved, not hidden); one that leads elsewhere (``/etc/hostname``,
+    ``../other/secret.md``) is skipped and reported to ``warn``, so nothing outside the seeds
+    folder is ever indexed, quoted or served. Symlinked folders are not entered.
+    """
     seeds_dir = Path(seeds_dir)
     if not seeds_dir.is_dir():
         raise SeedsNotFoundError(
             f"seeds folder not found: {seeds_dir} (create it or pass --seeds DIR)"
         )
-    return sorted(
-        p
-        for p in seeds_dir.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(seeds_dir).parts)
-    )
+    root = seeds_dir.resolve()
+    files = []
+    for p in sorted(seeds_dir.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(seeds_dir).parts):
+            continue
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError):  # a dangling link or a loop
+            if p.is_symlink() and warn:
+                warn(f"skipped {source_name(p, seeds_dir)}: a symlink to nothing")
+            continue
+        if not real.is_file():
+            continue
+        if not _inside(real, root):
+            if warn:
+                warn(f"skipped {source_name(p, seeds_dir)}: links outside the seeds folder")
+            continue
+        files.append(p)
+    return files
+
+
+def _inside(real: Path, root: Path) -> bool:
+    """``real`` lies in ``root`` and is not hidden there (both resolved)."""
+    try:
+        parts = real.relative_to(root).parts
+    except ValueError:
+        return False
+    return not any(part.startswith(".") for part in parts)
 
 
 def source_name(path: Path, seeds_dir: Path) -> str:
@@ -189,7 +218,7 @@ def load_documents(seeds_dir: Path, *, warn: Callable[[str], None] | None = None
     """
     seeds_dir = Path(seeds_dir)
     docs = []
-    for path in seed_files(seeds_dir):
+    for path in seed_files(seeds_dir, warn=warn):
         try:
             docs.append(read_document(path, seeds_dir))
         except UnreadableError as e:

@@ -14,6 +14,18 @@ class IndexMismatchError(RagError, ValueError):
     """The index was built with another model or an unknown format version."""
 
 
+class IndexDamagedError(IndexMismatchError):
+    """The index's files do not agree with each other or with their stored hashes."""
+
+    def __init__(self, path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}/ is damaged ({reason}): run `rag index --rebuild`")
+
+
+class IndexBusyError(RagError, RuntimeError):
+    """Another process holds the index's writer lock."""
+
+
 class SeedsNotFoundError(RagError, FileNotFoundError):
     """The seeds directory does not exist."""
 

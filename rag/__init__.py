@@ -11,9 +11,10 @@ from rag.errors import (
     IndexNotFoundError,
     RagError,
 )
+from rag.indexing import BuildReport, build_index
 from rag.retrieval import Hit, Retriever
 from rag.settings import IndexSettings
-from rag.store import BuildReport, Index, build_index, index_status
+from rag.store import Index, index_status
 
 __all__ = [
     "Answer",

@@ -2,7 +2,7 @@
 
 ``calibrate_threshold`` picks the threshold that best separates the confidences of
 answerable and unanswerable questions; ``write_calibration`` stores it as the index's
-``calibration.json`` (through ``store.write_atomically``, like every change to an index) and
+``calibration.json`` (through ``swap.write_atomically``, like every change to an index) and
 ``stored_threshold`` reads it back for ``rag ask``, ``rag serve`` and ``rag eval``.
 """
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from rag.errors import BadInputError
 from rag.settings import Choice, utc_now
-from rag.store import CALIBRATION, write_atomically, writer_lock
+from rag.store import CALIBRATION
+from rag.swap import write_atomically, writer_lock
 
 CRITERION = (
     "balanced accuracy = (share of answerable questions answered + share of unanswerable "
@@ -96,7 +97,7 @@ def calibrate_threshold(answerable: Sequence[float], unanswerable: Sequence[floa
 def write_calibration(index_dir: Path | str, calibration: Calibration, **extra) -> Path:
     """Store ``calibration`` (and ``extra`` fields) as the index's ``calibration.json``.
 
-    The index folder is swapped as a whole by ``store.write_atomically``, the one way an
+    The index folder is swapped as a whole by ``swap.write_atomically``, the one way an
     index changes on disk, under the index's writer lock (so a build and a calibration never
     interleave): its other files are hard-linked into the new folder (copied where links are
     not possible), so this costs no copy of the vectors.

@@ -18,6 +18,7 @@ from pathlib import Path
 from rag.answer import DEFAULT_MAX_SENTENCES, Answer, Assistant
 from rag.errors import BadInputError, IndexDamagedError, RagError
 from rag.evaluation import EVAL_K, EvalReport, check_floors, display_path, load_floors, run_eval
+from rag.indexing import build_index
 from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES, check_question
 from rag.settings import (
     EVALS_DIR,
@@ -27,7 +28,7 @@ from rag.settings import (
     SEEDS_DIR,
     IndexSettings,
 )
-from rag.store import Index, build_index, index_status, read_manifest
+from rag.store import Index, index_status, read_manifest
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

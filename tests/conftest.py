@@ -39,7 +39,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory, embedder) -> tuple[Path, Path]:
     """(seeds, index) for the test corpus, built once. Treat both as read-only."""
-    from rag.store import build_index
+    from rag.indexing import build_index
 
     base = tmp_path_factory.mktemp("built")
     seeds, index = base / "seeds", base / "index"

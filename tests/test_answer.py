@@ -9,7 +9,7 @@ import pytest
 
 from rag.answer import DEFAULT_THRESHOLD, Assistant, _offers, expected_answer, question_words
 from rag.calibration import ThresholdSource
-from rag.store import build_index
+from rag.indexing import build_index
 
 ROOT = Path(__file__).resolve().parent.parent
 

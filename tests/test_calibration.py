@@ -16,7 +16,7 @@ from rag.calibration import (
     write_calibration,
 )
 from rag.errors import BadInputError
-from rag.store import build_index
+from rag.indexing import build_index
 
 
 def test_calibration_maximises_balanced_accuracy_and_prefers_the_lower_threshold():

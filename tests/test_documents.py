@@ -6,7 +6,8 @@ from pathlib import Path
 
 from rag.answer import Assistant
 from rag.documents import load_documents
-from rag.store import Index, build_index
+from rag.indexing import build_index
+from rag.store import Index
 
 
 def test_every_format_has_one_canonical_text(corpus_dir):

@@ -18,8 +18,8 @@ from rag.evaluation import (
     prepare_index,
     run_eval,
 )
+from rag.indexing import build_index
 from rag.settings import IndexSettings
-from rag.store import build_index
 
 SEED_SET = ROOT / "evals" / "seed" / "questions.jsonl"
 

@@ -8,8 +8,9 @@ import pytest
 
 from rag.answer import Assistant
 from rag.errors import BadInputError
+from rag.indexing import build_index
 from rag.retrieval import MODES, RRF_K, RetrievalMode, Retriever, fuse
-from rag.store import Index, build_index
+from rag.store import Index
 
 
 def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):

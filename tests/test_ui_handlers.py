@@ -16,7 +16,7 @@ import pytest
 
 from rag.answer import Assistant
 from rag.errors import BadInputError, EmptyQuestionError, RagError
-from rag.store import build_index
+from rag.indexing import build_index
 from ui import handlers
 from ui.handlers import Service
 from ui.render import CITE_PREFIX, read_cite_token

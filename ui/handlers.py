@@ -20,9 +20,10 @@ from rag.calibration import ThresholdSource
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadInputError, RagError
 from rag.evaluation import EvalReport, default_name, list_question_sets, run_eval, set_documents
+from rag.indexing import build_index
 from rag.retrieval import RetrievalMode, check_question
 from rag.settings import UI_REPORTS_DIR
-from rag.store import build_index, index_status, read_manifest
+from rag.store import index_status, read_manifest
 from rag.uploads import save_upload
 from ui import panels, render
 

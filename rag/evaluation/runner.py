@@ -35,9 +35,9 @@ from rag.evaluation.runs import (
     parse_runs,
     result_of,
 )
+from rag.indexing import BuildReport, build_index
 from rag.retrieval import DEFAULT_MODE, RetrievalMode
 from rag.settings import INDEX_CACHE_DIR, INDEX_DIR, REPORTS_DIR, IndexSettings, utc_now
-from rag.store import BuildReport, build_index
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -25,12 +25,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from threading import Lock
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.calibration import ThresholdSource, stored_threshold
 from rag.chunking import Span
 from rag.errors import BadInputError
+from rag.inputs import check_k, check_threshold
 from rag.retrieval import (
     DEFAULT_K,
     DEFAULT_MODE,
@@ -42,6 +42,9 @@ from rag.retrieval import (
 )
 from rag.settings import INDEX_DIR
 from rag.store import Index
+
+if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
+    import numpy as np
 
 W_DENSE = 0.5
 W_LEXICAL = 0.5
@@ -155,7 +158,7 @@ class Assistant:
     ) -> None:
         self.index_dir = Path(index_dir)
         self._model = model
-        self._threshold = threshold
+        self._threshold = None if threshold is None else check_threshold(threshold)
         self._lock = Lock()
         self.reload()
 
@@ -205,8 +208,9 @@ class Assistant:
         question = check_question(question)
         if max_sentences < 1:
             raise BadInputError(f"max_sentences must be >= 1, got {max_sentences}")
+        k = check_k(k)
+        threshold = check_threshold(self.threshold if threshold is None else threshold)
         retriever = self.retriever
-        threshold = self.threshold if threshold is None else threshold
         qv = retriever.embed_question(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
         scores = score_sentences(retriever, question, qv, found)

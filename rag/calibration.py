@@ -14,13 +14,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.errors import BadInputError
 from rag.settings import Choice, utc_now
 from rag.store import CALIBRATION
 from rag.swap import write_atomically, writer_lock
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    pass
 
 CRITERION = (
     "balanced accuracy = (share of answerable questions answered + share of unanswerable "
@@ -69,6 +71,8 @@ def calibrate_threshold(answerable: Sequence[float], unanswerable: Sequence[floa
         The midpoint between two observed confidences with the highest balanced accuracy,
         the lowest such threshold on a tie.
     """
+    import numpy as np
+
     if not answerable or not unanswerable:
         raise BadInputError(
             "--calibrate needs answerable and unanswerable questions (answers: []) in the set, "

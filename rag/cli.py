@@ -3,7 +3,8 @@
 The CLI is a shell over the library (``rag`` never imports it). Every predictable mistake
 (missing index, empty question, bad flag, bad input line) prints one line on stderr and exits
 non-zero; tracebacks are for bugs only. Flags share one set of argument types (``_positive``,
-``_fraction``) and warnings one printer (``_warn``).
+``_threshold``) and warnings one printer (``_warn``). Text from documents and file names
+is printed through ``rag.display.printable``, so it can never drive the terminal.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import time
 from pathlib import Path
 
 from rag.answer import DEFAULT_MAX_SENTENCES, Answer, Assistant
+from rag.display import printable
 from rag.errors import BadInputError, IndexDamagedError, RagError
 from rag.evaluation import EVAL_K, EvalReport, check_floors, display_path, load_floors, run_eval
 from rag.indexing import build_index
+from rag.inputs import BadLineError, check_threshold, error_record, read_question_lines
 from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES, check_question
 from rag.settings import (
     EVALS_DIR,
@@ -54,20 +57,22 @@ def _positive(value: str) -> int:
     return n
 
 
-def _fraction(value: str) -> float:
-    """A number from 0 to 1 (a threshold); nan is refused, it would compare false to all."""
+def _threshold(value: str) -> float:
+    """An abstention threshold: a finite number (``rag.inputs.check_threshold``).
+
+    Not limited to [0, 1]: the confidence is a weighted sum (about -0.85 to 1.35), not a
+    probability, so 1.2 still means "abstain unless very sure". NaN (which would turn
+    abstention off) and infinity are refused.
+    """
     try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not 0.0 <= x <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return x
+        return check_threshold(float(value))
+    except ValueError as e:  # not a number, NaN or infinite
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}") from e
 
 
 def _warn(message: str) -> None:
     """The one warning printer: ``warning: ...`` on stderr."""
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {printable(message)}", file=sys.stderr)
 
 
 def _folders(
@@ -139,7 +144,7 @@ def _add_ask(sub) -> None:
         action="store_true",
         help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
     )
-    p.add_argument("--threshold", type=_fraction, help="abstain below this confidence (0 to 1)")
+    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
     p.add_argument(
         "--max-sentences",
         type=_positive,
@@ -190,7 +195,7 @@ def _add_eval(sub) -> None:
         action="store_true",
         help="choose the abstention threshold on this set and store it in the index",
     )
-    p.add_argument("--threshold", type=_fraction, help="abstain below this confidence (0 to 1)")
+    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
     p.add_argument("--name", help="report folder name (default: from the question set)")
     p.add_argument(
         "--reports",
@@ -227,7 +232,9 @@ def _add_serve(sub) -> None:
     p.add_argument(
         "--auth", metavar="USER:PASS", help="require this login (or set RAG_AUTH=USER:PASS)"
     )
-    p.add_argument("--threshold", type=_fraction, help="abstention threshold (default: calibrated)")
+    p.add_argument(
+        "--threshold", type=_threshold, help="abstention threshold (default: calibrated)"
+    )
     p.add_argument(
         "--evals",
         type=Path,
@@ -268,12 +275,13 @@ def cmd_index(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         warn=_warn,
     )
-    print(report)
+    print(printable(report, keep_lines=True))
     return 0
 
 
 def _print_answer(answer: Answer) -> None:
-    print(answer.answer)
+    # Names and sentences come from the documents: escape what could drive the terminal.
+    print(printable(answer.answer, keep_lines=True))
     if not answer.citations:
         return
     print()
@@ -282,10 +290,10 @@ def _print_answer(answer: Answer) -> None:
     for c in answer.citations:
         where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
         print(
-            f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
+            f"  [{c.n}] {printable(c.source)}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
             f"(score {c.score:.2f})"
         )
-        print(f"      {' '.join(c.sentence.split())}")
+        print(f"      {printable(' '.join(c.sentence.split()))}")
 
 
 def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> None:
@@ -297,10 +305,8 @@ def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> Non
     except (RagError, OSError):
         return
     if stale:
-        print(
-            f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: {fix}",
-            file=sys.stderr,
-        )
+        note = f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: {fix}"
+        print(printable(note), file=sys.stderr)
 
 
 def cmd_ask(args) -> int:
@@ -327,25 +333,16 @@ def cmd_ask(args) -> int:
 def _ask_jsonl(assistant: Assistant, opts: dict) -> int:
     """One JSON answer a line of stdin; a bad line gets an error object and the batch goes on."""
     failures = 0
-    for lineno, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        qid, question = None, line.strip()
+    # Bytes, decoded line by line: one undecodable line gets an error, the batch goes on.
+    for item in read_question_lines(sys.stdin.buffer):
         try:
-            if question.startswith("{"):
-                try:
-                    obj = json.loads(question)
-                except json.JSONDecodeError as e:
-                    raise BadInputError(f"not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict) or "question" not in obj:
-                    raise BadInputError('a JSON line needs a "question" field')
-                qid, question = obj.get("id"), obj["question"]
-            answer = assistant.ask(question, id=qid, **opts)
-            out = answer.to_dict()
+            if isinstance(item, BadLineError):
+                raise item
+            out = assistant.ask(item.question, id=item.id, **opts).to_dict()
         except (RagError, ValueError) as e:
             failures += 1
-            print(f"rag: line {lineno}: {e}", file=sys.stderr)
-            out = {"id": qid, "question": question, "error": str(e)}
+            print(f"rag: line {item.lineno}: {printable(e)}", file=sys.stderr)
+            out = error_record(e, id=item.id, question=item.question)
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     return EXIT_ERROR if failures else 0
@@ -369,7 +366,7 @@ def cmd_status(args) -> int:
     docs = manifest.get("documents", {})
     for source, state in sorted(status.items()):
         chunks = docs.get(source, {}).get("chunks", "-")
-        print(f"{state:8} {chunks!s:>6}  {source}")
+        print(f"{state:8} {chunks!s:>6}  {printable(source)}")
     if manifest and damaged is None:
         s = manifest["settings"]
         print(
@@ -377,9 +374,9 @@ def cmd_status(args) -> int:
             f"{s['overlap_sentences']}, built {manifest['built_at']}"
         )
     elif damaged is None:
-        print(f"no index in {args.index}/: run `rag index`")
+        print(printable(f"no index in {args.index}/: run `rag index`"))
     if damaged is not None:
-        print(f"rag: {damaged}", file=sys.stderr)
+        print(f"rag: {printable(str(damaged))}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 
@@ -467,7 +464,8 @@ def cmd_serve(args) -> int:
             "machine can read the documents and add files"
         )
     if not args.no_build:
-        print(build_index(args.seeds, args.index, progress=sys.stderr.isatty(), warn=_warn))
+        report = build_index(args.seeds, args.index, progress=sys.stderr.isatty(), warn=_warn)
+        print(printable(report, keep_lines=True))
         sys.stdout.flush()
     server.serve(
         Assistant(args.index, threshold=args.threshold),
@@ -494,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rag: interrupted", file=sys.stderr)
         return 130
     except (RagError, ValueError, OSError) as e:
-        print(f"rag: {e}", file=sys.stderr)
+        print(f"rag: {printable(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

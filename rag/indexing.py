@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk, Span, chunk_document, document_sentences, text_hash
 from rag.documents import Document, load_documents
@@ -27,6 +26,9 @@ from rag.errors import IndexDamagedError, IndexMismatchError
 from rag.settings import FORMAT_VERSION, IndexSettings, utc_now
 from rag.store import CALIBRATION, Index, document_status, faiss_module, read_manifest, text_digest
 from rag.swap import MANIFEST, recover, sweep, write_atomically, writer_lock
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> Build
     manifest = content.manifest(settings)
 
     def write(tmp: Path) -> None:
+
         content.write(tmp, manifest)
         old_calibration = index_dir / CALIBRATION
         if keep_calibration and old_calibration.exists():
@@ -263,6 +266,8 @@ class _Content:
 
     def write(self, tmp: Path, manifest: dict) -> None:
         """The index files into the folder ``tmp``."""
+        import numpy as np
+
         with (tmp / "documents.jsonl").open("w", encoding="utf-8") as f:
             for d in self.docs:
                 rec = {

@@ -7,14 +7,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk
 from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
+from rag.inputs import check_k, check_text
 from rag.settings import Choice
 from rag.store import Index
+
+if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
+    import numpy as np
 
 
 class RetrievalMode(Choice):
@@ -118,8 +121,7 @@ class Retriever:
             stored under two files is returned once, under the better-ranked one).
         """
         question = check_question(question)
-        if k < 1:
-            raise BadInputError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         mode = RetrievalMode.from_str(mode, what="mode")
         n = len(self.index.chunks)
         if n == 0:
@@ -151,7 +153,7 @@ class Retriever:
         return hits
 
     def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        scores, ids = self.index.faiss_index.search(qv[None, :].astype(np.float32), depth)
+        scores, ids = self.index.faiss_index.search(qv[None, :].astype("float32"), depth)
         # FAISS pads with -1 when it has fewer than ``depth`` vectors: never let them through.
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
@@ -179,7 +181,15 @@ def fuse(*rankings: list[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 def check_question(question: object) -> str:
-    """The question stripped, or EmptyQuestionError."""
-    if not isinstance(question, str) or not question.strip():
+    """The question stripped.
+
+    Raises:
+        EmptyQuestionError: no text.
+        BadInputError: not a string, or text holding an undecodable byte or a lone
+            surrogate (refused rather than repaired: see ``rag.inputs``).
+    """
+    if question is not None and not isinstance(question, str):
+        raise BadInputError(f"the question must be text, got {type(question).__name__}")
+    if not question or not question.strip():
         raise EmptyQuestionError("the question is empty: type a question")
-    return question.strip()
+    return check_text(question.strip())

@@ -23,8 +23,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk, Span, chunk_id, text_hash
 from rag.documents import Document, file_hash, seed_files, source_name
@@ -35,6 +34,9 @@ from rag.errors import (
 )
 from rag.settings import FORMAT_VERSION, IndexSettings
 from rag.swap import MANIFEST, recover_for_reader
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    import numpy as np
 
 CALIBRATION = "calibration.json"
 
@@ -78,6 +80,8 @@ class Index:
             IndexDamagedError: files that disagree with each other or with their hashes.
             IndexBusyError: the index stayed mid-swap under a live writer for 30 s.
         """
+        import numpy as np
+
         path = Path(path)
         recover_for_reader(path)
         manifest, settings = _read_manifest_checked(path, model)
@@ -251,6 +255,8 @@ def _check(
 
 
 def _vectors(index, dim: int) -> np.ndarray:
+    import numpy as np
+
     if index.ntotal == 0:
         return np.zeros((0, dim), dtype=np.float32)
     return index.reconstruct_n(0, index.ntotal)

@@ -9,6 +9,7 @@ import pytest
 
 from rag.answer import DEFAULT_THRESHOLD, Assistant, _offers, expected_answer, question_words
 from rag.calibration import ThresholdSource
+from rag.errors import BadInputError
 from rag.indexing import build_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +142,40 @@ def test_answer_type_check(question, sentence, offers):
         assert wants is None
     else:
         assert _offers(wants, sentence, question_words(question)) is offers
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", ["caf\udce9?", "Who \ud800 built it?", b"Who?", 42])
+def test_library_refuses_undecodable_or_non_text_questions(assistant, question):
+    with pytest.raises(BadInputError, match="not valid UTF-8|must be text"):
+        assistant.ask(question)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True, "3", None])
+def test_library_refuses_a_bad_k(assistant, k):
+    with pytest.raises(BadInputError, match="k must be"):
+        assistant.ask("Who decoded the waggle dance?", k=k)
+    with pytest.raises(BadInputError, match="k must be"):
+        assistant.retriever.search("Who decoded the waggle dance?", k=k)
+
+
+def test_k_of_one_still_answers(assistant):
+    answer = assistant.ask("Who decoded the waggle dance?", k=1)
+    assert len(answer.citations) == 1 and "Karl von Frisch" in answer.answer
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), float("-inf"), "0.3", True])
+def test_library_refuses_a_bad_threshold(built_index, assistant, threshold):
+    with pytest.raises(BadInputError, match="threshold must be"):
+        assistant.ask("Who decoded the waggle dance?", threshold=threshold)
+    with pytest.raises(BadInputError, match="threshold must be"):
+        Assistant(built_index[1], threshold=threshold)
+
+
+def test_threshold_outside_unit_range_keeps_its_meaning(assistant):
+    """The confidence is a weighted sum (about -0.85..1.35), not a probability."""
+    q = "Who decoded the waggle dance?"
+    assert assistant.ask(q, threshold=1.5).abstained is True
+    assert assistant.ask(q, threshold=-1).abstained is False

@@ -15,6 +15,7 @@ import pytest
 
 from rag.answer import Assistant
 from rag.calibration import stored_threshold
+from rag.indexing import build_index
 from rag.store import Index
 
 ANSWER_KEYS = {"id", "question", "answer", "abstained", "citations", "latency_ms"}
@@ -218,3 +219,145 @@ def test_a_broken_ui_module_fails_serve_with_its_own_error(tmp_path):
     out = run([sys.executable, "-m", "rag", "serve", "--seeds", tmp_path / "none"])
     assert out.returncode != 0
     assert "ui is broken here" in out.stderr and "invalid choice" not in out.stderr
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bytes(*args: str | bytes, input: bytes = b"", cwd: Path = ROOT):
+    """The real ``rag`` command with raw bytes for argv and stdin (no text decoding)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_jsonl_undecodable_line_gets_an_error_and_the_batch_goes_on(built_index):
+    seeds, index = built_index
+    stdin = (
+        b"Who decoded the waggle dance?\n"
+        b"\xff\xfe camp\n"
+        b'{"id": "q3", "question": "caf\xe9 lighthouse"}\n'
+        b'{"id": "q4", "question": "When did Eyjafjallaj\\udcffkull erupt?"}\n'
+        b"Who built the Bell Rock Lighthouse?\n"
+    )
+    out = run_bytes("ask", "--jsonl", "--seeds", str(seeds), "--index", str(index), input=stdin)
+    stderr = out.stderr.decode()
+    assert out.returncode == 1 and "Traceback" not in stderr, stderr
+    rows = [json.loads(line) for line in out.stdout.decode("utf-8").splitlines()]
+    assert len(rows) == 5
+    assert "Karl von Frisch" in rows[0]["answer"] and "Stevenson" in rows[4]["answer"]
+    assert "not valid UTF-8" in rows[1]["error"] and rows[1]["id"] is None
+    assert rows[1]["question"] == "\ufffd\ufffd camp"
+    assert [r["id"] for r in rows[2:4]] == ["q3", "q4"]
+    assert "byte 0xe9" in rows[2]["error"] and "surrogate U+DCFF" in rows[3]["error"]
+    assert [line.split(":")[0:2] for line in stderr.splitlines()] == [
+        ["rag", " line 2"],
+        ["rag", " line 3"],
+        ["rag", " line 4"],
+    ]
+
+
+def test_undecodable_question_in_argv_is_one_line(built_index):
+    out = run_bytes("ask", "--index", str(built_index[1]), b"Which camp\xff?")
+    stderr = out.stderr.decode()
+    assert out.returncode == 1
+    assert stderr.strip() == (
+        "rag: the question is not valid UTF-8 text "
+        "(byte 0xff at character 11 is not UTF-8): send it as UTF-8"
+    )
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_cli_threshold_must_be_finite(rag_cli, built_index, value):
+    out = rag_cli("ask", "--index", built_index[1], f"--threshold={value}", "Who?")
+    assert out.returncode == 2 and "expected a finite number" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+EVIL_NAME = "fake.txt\nindexed      9  passwords.txt"
+
+
+ESCAPE_NAME = "clear\x1b[2J\x1b[H.txt"
+
+
+@pytest.fixture(scope="module")
+def evil_project(tmp_path_factory, embedder):
+    """A project (cwd) whose seeds hold names with a newline and a terminal escape."""
+    base = tmp_path_factory.mktemp("evil")
+    (base / "seeds").mkdir()
+    (base / "seeds" / EVIL_NAME).write_text(
+        "The lagoon keeper counts the eider ducks every spring.\n", encoding="utf-8"
+    )
+    (base / "seeds" / ESCAPE_NAME).write_text(
+        "The ferry to Grimsey leaves at nine.\x1b[2J The bell\x07 rings twice.\n",
+        encoding="utf-8",
+    )
+    build_index(base / "seeds", base / "index")
+    return base
+
+
+def test_status_escapes_names(evil_project, rag_cli):
+    out = rag_cli("status", cwd=evil_project)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3  # two documents and the settings line: no faked row
+    assert "\x1b" not in out.stdout
+    assert "clear\\x1b[2J\\x1b[H.txt" in out.stdout
+    assert "fake.txt\\nindexed      9  passwords.txt" in out.stdout
+
+
+def test_text_answer_escapes_names_and_sentences(evil_project, rag_cli):
+    out = rag_cli("ask", "When does the ferry to Grimsey leave?", cwd=evil_project)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+    assert "clear\\x1b[2J\\x1b[H.txt, lines 1-1" in out.stdout
+    assert "The ferry to Grimsey leaves at nine.\\x1b[2J" in out.stdout
+    assert "fake.txt\\nindexed" in out.stdout  # listed as a nearest passage, on one line
+
+
+@pytest.mark.parametrize(
+    ("line", "qid"),
+    [
+        ('{"id": "n1"}', "n1"),
+        ('{"id": 7, "question": 5}', 7),
+        ('{"id": "e", "question": "   "}', "e"),
+        ('{"id": "u", "question": "caf\\udce9"}', "u"),
+    ],
+)
+def test_jsonl_error_objects_keep_the_id(built_index, rag_cli, line, qid):
+    out = rag_cli("ask", "--jsonl", "--index", built_index[1], input=line + "\n")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (row,) = [json.loads(x) for x in out.stdout.splitlines()]
+    assert row["id"] == qid and row["error"]
+
+
+def test_help_and_parsing_do_not_load_heavy_libraries():
+    """`rag --help` and argument errors answer without numpy, FAISS, torch or gradio."""
+    code = (
+        "import sys, rag.cli\n"
+        "rag.cli.build_parser().parse_args(['ask', 'q'])\n"
+        "heavy = {'numpy', 'faiss', 'bm25s', 'torch', 'sentence_transformers', 'gradio',\n"
+        "         'matplotlib', 'pypdf', 'bs4', 'tiktoken'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_serve_refuses_a_nan_threshold_before_building(rag_cli, tmp_path):
+    out = rag_cli("serve", "--threshold", "nan", "--seeds", tmp_path / "none")
+    # The flag shares `rag ask`'s argument type: refused while parsing, before any build.
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "rag serve: error: argument --threshold: expected a finite number, got 'nan' "
+        "(see rag serve --help)"
+    )

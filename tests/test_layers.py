@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import rag
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rag", "ui")
 #: The CLI shell: ``rag/cli.py`` and ``python -m rag``, which only calls it.
@@ -121,3 +123,12 @@ def test_the_checker_sees_function_level_imports_and_cycles(tmp_path):
     source.write_text("def f():\n    from rag.cli import main\n    import ui.server\n")
     modules = {"rag.cli": Path(), "ui.server": Path()}
     assert imports_of("rag.m", source, modules) == {"rag.cli", "ui.server"}
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+def test_public_names_load_on_first_use():
+    assert sorted(rag.__all__) == sorted(rag._WHERE)
+    for name in rag.__all__:
+        assert getattr(rag, name).__name__ == name

@@ -84,3 +84,12 @@ def test_a_bad_mode_names_the_valid_ones(assistant):
     with pytest.raises(BadInputError, match="mode must be one of hybrid, dense, bm25, got 'magic'"):
         assistant.retriever.search("Who?", mode="magic")
     assert RetrievalMode.from_str("bm25") is RetrievalMode.BM25 == "bm25"
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+def test_retriever_made_directly_checks_k_too(built_index, embedder):
+    retriever = Retriever(Index.load(built_index[1]), embedder)
+    with pytest.raises(BadInputError, match="k must be >= 1, got -1"):
+        retriever.search("tides", k=-1)

@@ -179,3 +179,13 @@ def test_report_markdown_drops_the_images_and_keeps_text_as_text():
     out = handlers.report_markdown(md)
     assert "![" not in out and "## Plots" not in out
     assert "&lt;script&gt;" in out and "<script>" not in out
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+def test_ui_messages_use_the_folder_names(assistant, built_index):
+    seeds, index = built_index
+    service = Service(assistant, seeds, index, Path("evals"), k=5, mode="hybrid")
+    err = FileNotFoundError(2, "No such file or directory", str(seeds / "gone.txt"))
+    assert service.message(err) == "[Errno 2] No such file or directory: 'seeds/gone.txt'"

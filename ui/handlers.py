@@ -17,14 +17,15 @@ from pathlib import Path
 
 from rag.answer import Assistant
 from rag.calibration import ThresholdSource
+from rag.display import public_message, without_surrogates
 from rag.documents import SUPPORTED_SUFFIXES
-from rag.errors import BadInputError, RagError
+from rag.errors import BadInputError, EmptyQuestionError, RagError
 from rag.evaluation import EvalReport, default_name, list_question_sets, run_eval, set_documents
 from rag.indexing import build_index
-from rag.retrieval import RetrievalMode, check_question
+from rag.retrieval import RetrievalMode
 from rag.settings import UI_REPORTS_DIR
 from rag.store import index_status, read_manifest
-from rag.uploads import save_upload
+from rag.uploads import UploadExistsError, save_upload
 from ui import panels, render
 
 #: ``progress(fraction, desc=...)`` as Gradio's ``gr.Progress`` takes it.
@@ -42,6 +43,11 @@ class Service:
     k: int
     mode: RetrievalMode | str
     build_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def message(self, error: object) -> str:
+        """``error`` for the browser: paths relative to the folders the user named."""
+        folders = {"seeds": self.seeds_dir, "index": self.index_dir, "evals": self.evals_dir}
+        return public_message(error, {p.name or n: p for n, p in folders.items()})
 
     def status(self) -> tuple[dict, dict[str, str]]:
         """The manifest of the index being served, and each document's state against it."""
@@ -90,16 +96,21 @@ def respond(
 
     Returns:
         (the new history, None) or, when the question could not be answered, (the history
-        with the error as the reply, the error message).
+        with the error as the reply, the error message fit for the browser).
     """
-    question = check_question(question)
-    history = [*(history or []), {"role": "user", "content": render.question_html(question)}]
+    if not isinstance(question, str) or not question.strip():
+        raise EmptyQuestionError("the question is empty: type a question")
+    question = question.strip()  # checked by ask(), which refuses undecodable text
+    # Shown with U+FFFD for an undecodable byte (which ask() then refuses with a reason).
+    shown = render.question_html(without_surrogates(question))
+    history = [*(history or []), {"role": "user", "content": shown}]
     assistant = service.assistant
     try:
         answer = assistant.ask(question, k=int(k), mode=mode, threshold=float(threshold))
     except (RagError, ValueError) as e:
-        history.append({"role": "assistant", "content": render.error_html(str(e))})
-        return history, str(e)
+        message = service.message(e)
+        history.append({"role": "assistant", "content": render.error_html(message)})
+        return history, message
     content = render.answer_html(answer, assistant.index.documents)
     return [*history, {"role": "assistant", "content": content}], None
 
@@ -204,9 +215,18 @@ class Upload:
 
 
 def upload(
-    service: Service, files: Sequence[str | Path | None] | None, overwrite: bool, progress=None
+    service: Service,
+    files: Sequence[str | Path | None] | None,
+    overwrite: bool,
+    progress: Progress | None = None,
+    *,
+    discard: Callable[[Path], None] | None = None,
 ) -> Upload:
     """Save the uploaded files into the seeds folder and rebuild the index.
+
+    Args:
+        discard: called with each uploaded file once it is dealt with (saved, or refused for
+            good); a file refused as already there is kept for a "Replace" retry.
 
     Raises:
         BadInputError: no file given, or none could be saved (naming each reason).
@@ -217,19 +237,24 @@ def upload(
         raise BadInputError(f"Choose one or more files to add ({' '.join(SUPPORTED_SUFFIXES)}).")
     saved, rejected = [], []
     for f in files:
-        path = Path(f)
+        path, keep = Path(f), False
         try:
             dest = save_upload(service.seeds_dir, path.name, path, overwrite=bool(overwrite))
             saved.append(dest.name)
         except (RagError, ValueError, OSError) as e:
-            rejected.append(str(e))
+            rejected.append(service.message(e))
+            keep = isinstance(e, UploadExistsError)  # "Replace" and Add again may follow
+        finally:
+            if discard is not None and not keep:
+                discard(path)
     if not saved:
         raise BadInputError("Not added: " + "; ".join(rejected))
     lines = [f"added {name}" for name in saved] + [f"not added: {r}" for r in rejected]
     try:
         lines.append(service.rebuild(progress))
     except (RagError, ValueError, OSError) as e:
-        raise RagError(f"Saved {', '.join(saved)} but indexing failed: {e}") from None
+        message = f"Saved {', '.join(saved)} but indexing failed: {service.message(e)}"
+        raise RagError(message) from None
     return Upload(tuple(saved), tuple(rejected), "\n".join(lines))
 
 

@@ -12,9 +12,11 @@ The logic is in ``ui.handlers``; the wiring here turns our errors into Gradio me
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import EmptyQuestionError, RagError
@@ -27,13 +29,29 @@ from ui.theme import SCROLL_TO_QUESTION, VIEWER_JS
 UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 
 
+#: Gradio's temporary copies of uploads: swept every 15 minutes once an hour old (the
+#: handler also removes each one it has dealt with; this catches the rest, such as files
+#: the upload field refused by type before the handler ran).
+UPLOAD_CACHE = (15 * 60, 60 * 60)
+
+
 @contextmanager
-def _shown_as_error():
-    """Our errors (and a failed file operation) become a Gradio error message on the page."""
+def _shown_as_error(service: Service):
+    """Our errors (and a failed file operation) become a Gradio error message on the page,
+    with paths shown relative to the folders the user named (``Service.message``)."""
     try:
         yield
     except (RagError, ValueError, OSError) as e:
-        raise gr.Error(str(e)) from None
+        raise gr.Error(service.message(e)) from None
+
+
+def _discard_upload(path: Path) -> None:
+    """Remove Gradio's temporary copy of an upload; never a file outside its upload folder."""
+    try:
+        if Path(get_upload_folder()).resolve() in path.resolve().parents:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _html(value: str = "", **kwargs) -> gr.HTML:
@@ -46,7 +64,11 @@ def _html(value: str = "", **kwargs) -> gr.HTML:
 def build_app(service: Service) -> gr.Blocks:
     """The Blocks app for ``service`` (not launched)."""
     summary0, table0, header0 = handlers.index_panel(service)
-    with gr.Blocks(title=f"{render.APP_NAME} · ask your documents", fill_width=True) as demo:
+    with gr.Blocks(
+        title=f"{render.APP_NAME} · ask your documents",
+        fill_width=True,
+        delete_cache=UPLOAD_CACHE,
+    ) as demo:
         header = _html(header0, elem_id="rag-header")
         with gr.Tabs(elem_id="rag-tabs"):
             with gr.Tab("Chat", id="chat", elem_id="rag-tab-chat"):
@@ -171,7 +193,7 @@ def _wire_chat(service: Service, ui: SimpleNamespace) -> None:
         question: str, k: int | None = None, mode: str | None = None, threshold: float | None = None
     ) -> dict:
         """Answer one question; the JSON of `rag ask --json` (k and mode: the server's)."""
-        with _shown_as_error():
+        with _shown_as_error(service):
             return handlers.answer_json(service, question, k, mode, threshold)
 
     def open_source(payload):
@@ -250,14 +272,14 @@ def _wire_index(service: Service, demo: gr.Blocks, ui: SimpleNamespace, panel: l
         return handlers.index_panel(service)
 
     def rebuild(progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's idiom)
-        with _shown_as_error():
+        with _shown_as_error(service):
             log = service.rebuild(progress)
         gr.Info(log.splitlines()[0])
         return (gr.HTML(panels.build_log_html(log), visible=True), *handlers.index_panel(service))
 
     def upload(files, overwrite, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        with _shown_as_error():
-            done = handlers.upload(service, files, overwrite, progress)
+        with _shown_as_error(service):
+            done = handlers.upload(service, files, overwrite, progress, discard=_discard_upload)
         for r in done.rejected:
             gr.Warning(f"Not added: {r}")
         gr.Info(f"Added and indexed {', '.join(done.saved)}")
@@ -328,7 +350,7 @@ def _wire_eval(service: Service, ui: SimpleNamespace) -> None:
 
         if path:
             progress(0, desc="Preparing the index")
-        with _shown_as_error():
+        with _shown_as_error(service):
             rep = handlers.run_question_set(service, path, n, progress=tick)
         return (
             panels.eval_summary_html(rep.rows[0] if rep.rows else {}, str(rep.report_dir)),

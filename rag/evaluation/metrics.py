@@ -14,10 +14,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.errors import BadInputError
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    pass
 
 #: Depths at which hit@k is reported; MRR is cut at the deepest.
 HIT_KS = (1, 3, 5, 10)
@@ -110,6 +112,8 @@ def score_results(results: Iterable[Mapping]) -> dict:
         ``mrr@10``, ``answer_correct``, ``median_words``, ``abstain_unanswerable``,
         ``false_abstention``, ``latency_p50_ms``, ``latency_p95_ms``.
     """
+    import numpy as np
+
     recs = list(results)
     answerable = [r for r in recs if r.get("answers")]
     unanswerable = [r for r in recs if r.get("answers") == []]

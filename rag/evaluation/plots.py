@@ -7,10 +7,12 @@ and only ``rag eval`` needs it).
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.evaluation.metrics import HIT_KS
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    pass
 
 
 def write_plots(
@@ -71,6 +73,8 @@ def confidence_plot(
     path: Path, *, groups: list[tuple[str, list[float]]], threshold: float, title: str
 ) -> Path:
     """Histograms (densities) of the confidence of each group of questions, and the threshold."""
+    import numpy as np
+
     plt = _pyplot()
     values = [x for _, xs in groups for x in xs] + [threshold]
     bins = np.linspace(min(values), max(values), 31)

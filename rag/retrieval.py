@@ -53,12 +53,17 @@ class Hit:
         score: the ranking score of the mode (RRF for hybrid, cosine for dense, BM25 for bm25).
         dense: cosine similarity of question and chunk, whatever the mode.
         rank: 1-based position in the results.
+        dense_rank, bm25_rank: 1-based position of the chunk in the dense and the BM25
+            ranking (whatever the mode), None when it is not among their first
+            ``SEARCH_DEPTH``-or-so results. The answer scorer reads them.
     """
 
     chunk: Chunk
     score: float
     dense: float
     rank: int
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
 
 
 class Retriever:
@@ -73,15 +78,19 @@ class Retriever:
         self._bm25 = bm25s.BM25()
         if index.chunks:
             self._bm25.index(chunk_terms, show_progress=False)
-        # Sentence terms and each sentence's predecessor, for the answer scorer.
+        # Terms of every chunk and sentence, and each sentence's neighbours, for the scorer.
+        pairs = zip(index.chunks, chunk_terms, strict=True)
+        self.chunk_terms = {c.id: frozenset(ts) for c, ts in pairs}
         self.sentence_terms: dict[tuple[str, int, int], frozenset[str]] = {}
         self.previous: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self.following: dict[tuple[str, int, int], tuple[str, int, int]] = {}
         before = None
         for key in index.sentence_rows:  # document order
             doc = index.documents[key[0]]
             self.sentence_terms[key] = frozenset(terms(doc.text[key[1] : key[2]]))
             if before is not None and before[0] == key[0]:
                 self.previous[key] = before
+                self.following[before] = key
             before = key
         df = Counter(t for ts in chunk_terms for t in set(ts))
         n = max(len(chunk_terms), 1)
@@ -115,14 +124,18 @@ class Retriever:
             return []
         qv = self.embed_question(question) if question_vector is None else question_vector
         depth = min(n, max(50, 4 * k))  # look deeper than k: duplicates are dropped below
+        # Both rankings always: the answer scorer reads each chunk's dense and BM25 rank.
+        dense, bm25 = self._dense(qv, depth), self._bm25_search(question, depth)
+        dense_rank = {i: r for r, (i, _) in enumerate(dense, start=1)}
+        bm25_rank = {i: r for r, (i, _) in enumerate(bm25, start=1)}
         ranked: list[tuple[int, float]]
         if mode == "dense":
-            ranked = self._dense(qv, depth)
+            ranked = dense
         elif mode == "bm25":
-            ranked = self._bm25_search(question, depth)
+            ranked = bm25
         else:
             fused: dict[int, float] = {}
-            for results in (self._dense(qv, depth), self._bm25_search(question, depth)):
+            for results in (dense, bm25):
                 for r, (i, _) in enumerate(results, start=1):
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + r)
             ranked = sorted(fused.items(), key=lambda item: -item[1])
@@ -133,8 +146,16 @@ class Retriever:
             if key in seen:
                 continue
             seen.add(key)
-            dense = float(self.index.chunk_vectors[i] @ qv)
-            hits.append(Hit(chunk, float(score), dense, len(hits) + 1))
+            hits.append(
+                Hit(
+                    chunk,
+                    float(score),
+                    float(self.index.chunk_vectors[i] @ qv),
+                    len(hits) + 1,
+                    dense_rank.get(i),
+                    bm25_rank.get(i),
+                )
+            )
             if len(hits) == k:
                 break
         return hits

@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
     )
-    p.add_argument("--threshold", type=_unit, help="abstain below this confidence")
+    p.add_argument(
+        "--threshold",
+        type=_unit,
+        help="abstain when the probability that the answer is right is below this (0-1)",
+    )
     p.add_argument(
         "--max-sentences",
         type=_positive,
@@ -165,6 +169,8 @@ def cmd_index(args) -> int:
 
 def _print_answer(answer) -> None:
     print(answer.answer)
+    p = answer.probability
+    print(f"(confidence {p:.2f}: right about {round(p * 10)} times in 10)")
     if not answer.citations:
         return
     print()

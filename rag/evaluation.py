@@ -325,6 +325,11 @@ class QuestionResult:
     correct: bool | None
     words: int | None
     latency_ms: float
+    #: The scorer model: "full model", or the fold model that never saw the article.
+    scored_by: str = "full model"
+    #: For an answerable question it abstained on: the answer it would have shown (so the
+    #: trade-off curve can move the threshold without asking again).
+    answer_if_answered: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -349,6 +354,8 @@ class QuestionResult:
             "correct": self.correct,
             "words": self.words,
             "latency_ms": round(self.latency_ms, 1),
+            "scored_by": self.scored_by,
+            "answer_if_answered": self.answer_if_answered,
         }
 
 
@@ -413,7 +420,9 @@ def gold_rank(
     return None
 
 
-def _result(run: RunSpec, q: Question, answer, threshold: float) -> QuestionResult:
+def _result(
+    run: RunSpec, q: Question, answer, threshold: float, if_answered: str | None = None
+) -> QuestionResult:
     citations = tuple(
         CitedSpan(c.source, c.start, c.end, tuple(c.highlight)) for c in answer.citations
     )
@@ -436,6 +445,8 @@ def _result(run: RunSpec, q: Question, answer, threshold: float) -> QuestionResu
         correct=answer_correct(answer.answer, q.answers, answer.abstained),
         words=None if answer.abstained else len(strip_markers(answer.answer).split()),
         latency_ms=answer.latency_ms,
+        scored_by=answer.scored_by,
+        answer_if_answered=if_answered,
     )
 
 
@@ -488,7 +499,46 @@ def score_results(results: Iterable[Mapping]) -> dict:
     metrics["false_abstention"] = share([r["abstained"] for r in answerable])
     metrics["latency_p50_ms"] = round(float(np.percentile(latency, 50)), 1) if latency else None
     metrics["latency_p95_ms"] = round(float(np.percentile(latency, 95)), 1) if latency else None
+    metrics.update(score_tradeoff(recs))
     return metrics
+
+
+def score_tradeoff(results: Iterable[Mapping]) -> dict:
+    """The abstention trade-off of a set that mixes answerable and unanswerable questions
+    (``rag.tradeoff``): AUROC of the confidence between right answers and unanswerable
+    questions, answer-correct at 50 % and 80 % abstention on the unanswerable ones, and the
+    expected calibration error of the confidence as a probability that the best answer is
+    right. The best answer of an abstention is ``answer_if_answered``. All None when the set
+    lacks either kind."""
+    from rag import tradeoff
+
+    recs = list(results)
+    keys = ("auroc", "answer_correct_at_50_abstention", "answer_correct_at_80_abstention", "ece")
+    answerable = [r for r in recs if r.get("answers")]
+    unanswerable = [r for r in recs if r.get("answers") == []]
+    if not answerable or not unanswerable:
+        return dict.fromkeys(keys)
+
+    def right(r: Mapping) -> bool:
+        shown = r.get("answer_if_answered") if r["abstained"] else r["answer"]
+        return bool(shown) and bool(answer_correct(shown, r["answers"], False))
+
+    a_conf = [float(r["confidence"]) for r in answerable]
+    a_right = [right(r) for r in answerable]
+    u_conf = [float(r["confidence"]) for r in unanswerable]
+    out = {
+        "auroc": tradeoff.auroc([c for c, ok in zip(a_conf, a_right, strict=True) if ok], u_conf)
+    }
+    for share in (50, 80):
+        point = tradeoff.correct_at_abstention(a_conf, a_right, u_conf, share / 100)
+        out[f"answer_correct_at_{share}_abstention"] = point.answer_correct
+    conf = a_conf + u_conf
+    out["ece"] = (
+        tradeoff.ece(conf, a_right + [False] * len(u_conf))
+        if all(0.0 <= c <= 1.0 for c in conf)
+        else None
+    )
+    return {k: None if v is None else round(float(v), 4) for k, v in out.items()}
 
 
 def score_by_kind(results: Iterable[Mapping]) -> dict[str, dict]:
@@ -664,6 +714,20 @@ def prepare_index(
     return index_dir, report
 
 
+def _scorer_summary(assistant, recs: list[dict]) -> dict:
+    """Which answer-scorer models scored the primary run, and the weights' training data."""
+    from collections import Counter
+
+    primary = recs[0]["run"] if recs else None
+    used = Counter(r.get("scored_by", "full model") for r in recs if r["run"] == primary)
+    training = assistant.scorer.meta.get("training", {})
+    return {
+        "data_hash": training.get("data_hash"),
+        "folds": len(training.get("folds", [])),
+        "scored_by": dict(sorted(used.items())),
+    }
+
+
 def _index_summary(index, index_dir: Path) -> dict:
     m = index.manifest
     return {
@@ -767,6 +831,19 @@ def _rank_text(r: Mapping) -> str:
     return f"{rank} of {len(r['citations'])}" if rank else f"not in top {r['k']}"
 
 
+def _scorer_line(scorer: Mapping) -> str:
+    used = scorer.get("scored_by") or {}
+    folds = sum(n for why, n in used.items() if why.startswith("fold"))
+    full = used.get("full model", 0)
+    line = f"- Answer scorer: {full} questions scored by the shipped model"
+    if folds:
+        line += (
+            f", {folds} by the fold model that never saw their article (the question or its "
+            "article was in the scorer's training data; article-level folds)"
+        )
+    return line
+
+
 def _worst_misses(recs: list[dict], limit: int) -> list[dict]:
     """Answerable questions answered wrongly: gold passage not retrieved first, then the
     deeper the gold passage ranked, then the more confident the wrong answer."""
@@ -811,7 +888,9 @@ def _markdown(
         f"- Index: `{idx['path']}`, built {idx.get('built_at')}: {counts.get('documents')} "
         f"documents, {counts.get('chunks')} chunks; model {s.get('model')}, "
         f"{s.get('chunk_tokens')} tokens/chunk, overlap {s.get('overlap_sentences')} sentence(s)",
-        f"- Abstention threshold: {meta['threshold']:.4f} ({meta['threshold_source']})",
+        f"- Abstention threshold: {meta['threshold']:.4f} ({meta['threshold_source']}), "
+        "on the calibrated probability that the shown answer is right",
+        _scorer_line(meta.get("scorer") or {}),
         f"- Git commit: {commit}; run at {meta['created_at']}",
         "",
         "## Results",
@@ -1016,7 +1095,7 @@ def run_eval(
             ``MODE@k=N`` sets another depth). The first run is the primary one (worst misses,
             confidence plot, calibration).
         threshold: abstain below this confidence (default: the index's calibrated threshold,
-            else ``DEFAULT_THRESHOLD``).
+            else the scorer's default).
         name: report folder under ``reports_dir`` (default: ``default_name``).
         calibrate: choose the threshold on this set (``calibrate_threshold``) from the primary
             run's confidences, store it in the index's ``calibration.json`` and report with it.
@@ -1123,6 +1202,7 @@ def run_eval(
         "seeds": None if seeds is None else _display(seeds),
         "threshold": used,
         "threshold_source": source,
+        "scorer": _scorer_summary(assistant, recs),
         "calibration": cal_meta,
         "runs": [{"run": r.label, "mode": r.mode, "k": r.k} for r in runs],
     }
@@ -1168,13 +1248,38 @@ def _ask_all(
         assistant.ask(questions[0].question, k=run.k, mode=run.mode, threshold=threshold)
         out = []
         for q in questions:
-            answer = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
-            out.append(_result(run, q, answer, threshold))
+            answer = _ask(assistant, q, run, threshold)
+            out.append(_result(run, q, answer, threshold, _if_answered(assistant, q, run, answer)))
             done += 1
             if progress:
                 progress(done, total)
         by_run[run.label] = out
     return by_run
+
+
+def _ask(assistant, q: Question, run: RunSpec, threshold: float):
+    """Ask ``q`` as ``rag ask`` would, except that a question the answer scorer was trained
+    on (or one whose gold source is a training article) is scored by the fold model that
+    never saw its article: the report never scores a model on its own training data."""
+    docs = assistant.index.documents
+    source_hash = docs[q.source].content_hash if q.source in docs else None
+    model, why = assistant.scorer.for_question(q.question, q.source, source_hash)
+    return assistant.ask(
+        q.question,
+        k=run.k,
+        mode=run.mode,
+        threshold=threshold,
+        id=q.id,
+        model=model,
+        scored_by=why,
+    )
+
+
+def _if_answered(assistant, q: Question, run: RunSpec, answer) -> str | None:
+    """The answer an abstention on an answerable question would have shown."""
+    if not (answer.abstained and q.answerable):
+        return None
+    return _ask(assistant, q, run, 0.0).answer
 
 
 def _apply_threshold(
@@ -1200,8 +1305,8 @@ def _apply_threshold(
         for r in by_run[run.label]:
             if (r.confidence < threshold) != r.abstained:
                 q = by_id[r.id]
-                a = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
-                fixed.append(_result(run, q, a, threshold))
+                a = _ask(assistant, q, run, threshold)
+                fixed.append(_result(run, q, a, threshold, _if_answered(assistant, q, run, a)))
             else:
                 fixed.append(replace(r, threshold=threshold))
         out[run.label] = fixed

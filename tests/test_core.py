@@ -249,8 +249,13 @@ def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):
     shutil.copy(seeds_copy / "volcanoes.txt", seeds_copy / "volcanoes-copy.txt")
     build_index(seeds_copy, tmp_path / "index")
     answer = Assistant(tmp_path / "index").ask("When did Eyjafjallajökull erupt?", k=20)
-    excerpts = [" ".join(c.excerpt.split()) for c in answer.citations]
-    assert len(excerpts) == len(set(excerpts))
+    # A passage is listed from one file only (two shown sentences may share a passage: one
+    # citation per shown sentence), and no (passage, sentence) pair is listed twice.
+    source_of: dict[str, str] = {}
+    for c in answer.citations:
+        assert source_of.setdefault(" ".join(c.excerpt.split()), c.source) == c.source
+    pairs = [(" ".join(c.excerpt.split()), c.highlight) for c in answer.citations]
+    assert len(pairs) == len(set(pairs))
     sentences = [
         c.excerpt[c.highlight[0] - c.start : c.highlight[1] - c.start] for c in answer.citations[:2]
     ]
@@ -305,11 +310,11 @@ def test_pdf_citations_name_the_page(assistant):
 def test_threshold_comes_from_the_caller_then_the_calibration_then_the_default(
     built_index, tmp_path
 ):
-    from rag.answer import DEFAULT_THRESHOLD
+    from rag.answer import default_threshold
 
     index = tmp_path / "index"
     shutil.copytree(built_index[1], index)
-    assert Assistant(index).threshold_source() == (DEFAULT_THRESHOLD, "default")
+    assert Assistant(index).threshold_source() == (default_threshold(), "default")
     (index / "calibration.json").write_text('{"threshold": 0.5}')
     assert Assistant(index).threshold_source() == (0.5, "index calibration.json")
     assert Assistant(index, threshold=0.2).threshold_source() == (0.2, "explicit")
@@ -481,7 +486,8 @@ def test_squad_questions_against_the_seed_article_abstain(seed_assistant):
     ],
 )
 def test_answer_type_check(question, sentence, offers):
-    from rag.answer import _offers, expected_answer, question_words
+    from rag.scorer import expected_answer, question_words
+    from rag.scorer import offers as _offers
 
     wants = expected_answer(question)
     if offers is None:

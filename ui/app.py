@@ -231,9 +231,14 @@ def build_app(service: Service):
         run while the app is serving shows up on the next visit."""
         value, source = assistant.threshold_source()
         info = {
-            "explicit": "below it: “not found” (set by rag serve --threshold)",
-            "default": "below it: “not found” (default; calibrate with rag eval --calibrate)",
-        }.get(source, "below it: “not found” (calibrated for this index)")
+            "explicit": "probability the answer is right; below it: “not found” "
+            "(set by rag serve --threshold)",
+            "default": "probability the answer is right; below it: “not found” "
+            "(default; calibrate with rag eval --calibrate)",
+        }.get(
+            source,
+            "probability the answer is right; below it: “not found” (calibrated for this index)",
+        )
         return round(float(value), 3), info
 
     threshold0, threshold_info = threshold_setting()

@@ -40,7 +40,8 @@ DEFAULT_MAX_SENTENCES = 2
 SECOND_MAX_WORDS = 80
 #: Sentences of this many retrieved chunks are scored and the chunks re-ranked by them.
 RERANK_DEPTH = 20
-#: Sentences are drawn from the best ANSWER_DEPTH hits only, so asking for more passages
+#: Sentences are drawn from the best ANSWER_DEPTH hits only (the first k when k is
+#: smaller, so every shown sentence is in a listed passage), so asking for more passages
 #: (``-k 10`` in an eval) lists more citations without changing the answer.
 ANSWER_DEPTH = 5
 ABSTAIN_TEXT = "The documents do not contain an answer to this question."
@@ -230,7 +231,7 @@ class Assistant:
             max_sentences=max_sentences,
             margin=scorer.margin,
             max_words=SECOND_MAX_WORDS,
-            answer_depth=ANSWER_DEPTH,
+            answer_depth=min(k, ANSWER_DEPTH),
         )
         row = question_row(question, cands.x, logits, cands.q, texts, member_rows)
         probability = model.probability(row) if len(logits) else 0.0

@@ -428,9 +428,7 @@ class Model:
         A heading line costs ``HEADING_LOGIT`` on top of the learned weights: SQuAD has no
         headings to learn from, and a title restates the topic but never answers.
         """
-        return (
-            x @ self.sentence_coef + self.sentence_intercept - HEADING_LOGIT * x[:, _HEADING]
-        )
+        return x @ self.sentence_coef + self.sentence_intercept - HEADING_LOGIT * x[:, _HEADING]
 
     def probability(self, row: np.ndarray) -> float:
         """Stage 2 and calibration: the probability that the shown answer is right."""

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test eval index lint clean scorer
+.PHONY: install run test eval index lint clean scorer scorer-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ eval: index
 # The answer scorer's weights (rag/scorer.json) from the SQuAD data in evals/: a few minutes.
 scorer: install
 	$(BIN)/python -m rag.training
+
+# Retrain in memory and compare with the committed rag/scorer.json (exit 1 if it differs).
+scorer-check: install
+	$(BIN)/python -m rag.training --check
 
 lint: install
 	$(BIN)/ruff check rag ui tests evals

@@ -1009,7 +1009,74 @@ def _plots(
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
+    written += _tradeoff_plots(
+        report_dir, name=name, primary=primary, recs=prim, threshold=threshold
+    )
     return written
+
+
+def _right_if_answered(r: Mapping) -> bool:
+    shown = r.get("answer_if_answered") if r["abstained"] else r["answer"]
+    return bool(shown) and bool(answer_correct(shown, r["answers"], False))
+
+
+def _tradeoff_plots(
+    report_dir: Path, *, name: str, primary: str, recs: list[dict], threshold: float
+) -> list[Path]:
+    """For a set with answerable and unanswerable questions: the trade-off curve and the
+    reliability diagram (``rag.tradeoff``)."""
+    import matplotlib.pyplot as plt
+
+    from rag import tradeoff
+
+    answerable = [r for r in recs if r.get("answers")]
+    unanswerable = [r for r in recs if r.get("answers") == []]
+    if not answerable or not unanswerable:
+        return []
+    a_conf = [float(r["confidence"]) for r in answerable]
+    a_right = [_right_if_answered(r) for r in answerable]
+    u_conf = [float(r["confidence"]) for r in unanswerable]
+    points = tradeoff.curve(a_conf, a_right, u_conf)
+    here = tradeoff.point_at(a_conf, a_right, u_conf, threshold)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot([p.abstain_unanswerable for p in points], [p.answer_correct for p in points])
+    ax.plot([here.abstain_unanswerable], [here.answer_correct], "ko",
+            label=f"threshold {threshold:.3f}")  # fmt: skip
+    auroc = tradeoff.auroc([c for c, ok in zip(a_conf, a_right, strict=True) if ok], u_conf)
+    ax.set_xlabel(f"abstention on unanswerable questions (n={len(u_conf)})")
+    ax.set_ylabel(f"answer-correct on answerable (n={len(a_conf)})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{name} ({primary}): trade-off over all thresholds, AUROC {auroc:.3f}",
+                 fontsize="medium")  # fmt: skip
+    fig.tight_layout()
+    curve_path = report_dir / "tradeoff.png"
+    fig.savefig(curve_path)
+    plt.close(fig)
+    conf = a_conf + u_conf
+    if not all(0.0 <= c <= 1.0 for c in conf):
+        return [curve_path]
+    right = a_right + [False] * len(u_conf)
+    bins = tradeoff.reliability(conf, right)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.bar([(b.low + b.high) / 2 for b in bins], [b.share_right for b in bins],
+           width=0.09, alpha=0.6, label="share right")  # fmt: skip
+    ax.plot([b.mean_probability for b in bins], [b.share_right for b in bins], "o-",
+            label="mean probability vs share right")  # fmt: skip
+    ax.set_xlabel("probability that the best answer is right")
+    ax.set_ylabel("share right")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{name}: reliability, ECE {tradeoff.ece(conf, right):.3f}", fontsize="medium")
+    fig.tight_layout()
+    reliability_path = report_dir / "reliability.png"
+    fig.savefig(reliability_path)
+    plt.close(fig)
+    return [curve_path, reliability_path]
 
 
 def _git_info() -> dict:
@@ -1184,7 +1251,7 @@ def run_eval(
 
     report_dir = Path(reports_dir) / name
     report_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("hit_at_k.png", "confidence.png"):
+    for stale in ("hit_at_k.png", "confidence.png", "tradeoff.png", "reliability.png"):
         (report_dir / stale).unlink(missing_ok=True)
     with (report_dir / "results.jsonl").open("w", encoding="utf-8") as f:
         for rec in recs:

@@ -485,14 +485,23 @@ def train_scorer(
         The weights file's content (``write_weights`` stores it).
     """
     import torch
-
-    from rag.evaluation import prepare_index
-    from rag.scorer import WEIGHTS_FORMAT, question_key
-    from rag.store import Index
+    from threadpoolctl import threadpool_limits
 
     root = Path(root)
     recipe = recipe or Recipe()
     torch.set_num_threads(1)
+    # One BLAS thread: multi-threaded reductions may differ in the last bits between runs,
+    # and the weights file should come out byte for byte the same.
+    with threadpool_limits(limits=1):
+        return _train_scorer(root, data, recipe, limit, cache_dir, progress)
+
+
+def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) -> dict:
+    from rag import tradeoff
+    from rag.evaluation import prepare_index
+    from rag.scorer import WEIGHTS_FORMAT, question_key
+    from rag.store import Index
+
     index_dir, _ = prepare_index(root / data.corpus, cache_dir=root / cache_dir)
     retriever = Retriever(Index.load(index_dir))
     articles = json.loads((root / data.articles).read_text(encoding="utf-8"))
@@ -518,8 +527,6 @@ def train_scorer(
         prob[test], right[test] = pr[test], out.correct[test]
         fold_models.append({"held_out": fold, "model": _strip(bundle)})
     full = train_bundle(p, folds, recipe)
-
-    from rag import tradeoff
 
     fold_of_article = {a: k for k, f in enumerate(folds) for a in f}
     digest, files = data_hash(root, data)
@@ -584,6 +591,36 @@ def _first_per_article(questions: list[Question], article, limit: int) -> list[Q
     return out
 
 
+#: How close a retrained number must be to the committed one. Question embeddings differ in
+#: their last bits between runs (torch's kernels), which moves the weights' 10th digit.
+REL_TOL = 1e-6
+
+
+def compare_weights(new, old, where: str = "") -> list[str]:
+    """Where two weights files differ: numbers beyond ``REL_TOL`` (relative, or absolute
+    below 1), anything else at all.
+
+    Returns:
+        One line per difference (the JSON path and both values); empty when they match.
+    """
+    if isinstance(new, dict) and isinstance(old, dict):
+        if set(new) != set(old):
+            return [f"{where or '/'}: keys {sorted(set(new) ^ set(old))}"]
+        return [d for k in sorted(new) for d in compare_weights(new[k], old[k], f"{where}/{k}")]
+    if isinstance(new, list) and isinstance(old, list):
+        if len(new) != len(old):
+            return [f"{where}: {len(new)} items, committed {len(old)}"]
+        return [d for i, (a, b) in enumerate(zip(new, old, strict=True)) for d in
+                compare_weights(a, b, f"{where}[{i}]")]  # fmt: skip
+    numbers = (int, float)
+    if isinstance(new, numbers) and isinstance(old, numbers) and not isinstance(new, bool):
+        if abs(new - old) <= REL_TOL * max(1.0, abs(old)):
+            return []
+    elif new == old:
+        return []
+    return [f"{where}: {new!r}, committed {old!r}"]
+
+
 def write_weights(weights: dict, path: Path | str) -> None:
     """Write the weights as stable, diffable JSON (sorted keys, one value a line)."""
     Path(path).write_text(json.dumps(weights, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -601,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="weights file to write")
     parser.add_argument("--limit", type=int, help="first N questions per article (quick)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="train, then compare with --out instead of writing it (exit 1 if they differ)",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
 
@@ -609,6 +651,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\rfeatures: {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
 
     weights = train_scorer(".", limit=args.limit, progress=progress)
+    if args.check:
+        committed = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        differences = compare_weights(weights, committed)
+        for line in differences[:20]:
+            print(f"differs: {line}", file=sys.stderr)
+        print(
+            f"{args.out}: {'reproduced' if not differences else 'NOT reproduced'} by the recipe "
+            f"(numbers within {REL_TOL:g} relative)"
+        )
+        return 1 if differences else 0
     write_weights(weights, args.out)
     oof = weights["out_of_fold"]
     print(

@@ -316,6 +316,11 @@ def test_report_numbers_are_what_the_results_give(squad_smoke):
         assert cells[columns.index("correct")] == f"{correct:.3f}"
     assert "## Worst misses (hybrid)" in md
     assert "hybrid" in squad_smoke.table() and "dense@k=1" in squad_smoke.table()
+    # Answerable questions only: no trade-off to measure.
+    assert report["metrics"][0]["auroc"] is None and not (folder / "tradeoff.png").exists()
+    # The SQuAD questions were in the scorer's training data: scored by the fold models.
+    assert all(r["scored_by"].startswith("fold") for r in records)
+    assert "fold model that never saw their article" in md
 
 
 @pytest.mark.slow
@@ -330,6 +335,10 @@ def test_seed_set_smoke_on_the_real_seeds(tmp_path, embedder):
     assert report.threshold_source == "default"
     assert check_floors(row, SEED_FLOORS) == [], report.table()
     assert set(report.by_kind["hybrid"]) >= {"fact", "paraphrase", "unanswerable"}
+    # A set with both kinds gets the trade-off: numbers, the curve and the reliability diagram.
+    assert 0.5 < row["auroc"] <= 1 and 0 <= row["ece"] <= 1
+    assert row["answer_correct_at_50_abstention"] >= row["answer_correct_at_80_abstention"]
+    assert {p.name for p in report.plots} >= {"tradeoff.png", "reliability.png"}
 
 
 # --------------------------------------------------------------------------- the CLI

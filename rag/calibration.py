@@ -37,7 +37,7 @@ class ThresholdSource(Choice):
     EXPLICIT = "explicit"  # given by the caller (--threshold)
     CALIBRATED_NOW = "calibrated on this set"  # rag eval --calibrate, this run
     INDEX = "index calibration.json"  # an earlier rag eval --calibrate
-    DEFAULT = "default"  # answer.DEFAULT_THRESHOLD
+    DEFAULT = "default"  # the answer scorer's default (rag.answer.default_threshold)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test eval index lint clean
+.PHONY: install run test eval index lint clean scorer scorer-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: install
 eval: index
 	$(BIN)/rag eval evals/seed/questions.jsonl --name seed --compare hybrid,dense,bm25
 	$(BIN)/rag eval evals/squad-sample/questions.jsonl --seeds evals/squad-sample/corpus --name squad-sample --compare hybrid,dense,bm25,dense@k=1
+
+# The answer scorer's weights (rag/scorer.json) from the SQuAD data in evals/: a few minutes.
+scorer: install
+	$(BIN)/python -m rag.training
+
+# Retrain in memory and compare with the committed rag/scorer.json (exit 1 if it differs).
+scorer-check: install
+	$(BIN)/python -m rag.training --check
 
 lint: install
 	$(BIN)/ruff check rag ui tests evals

@@ -1,26 +1,27 @@
 """Answer a question with the exact sentences of the documents, each with its citation.
 
-How sentences are scored: every sentence of the retrieved chunks gets
+How an answer is chosen (README, "How answers are chosen"; the scorer: ``rag.scorer``):
 
-    W_DENSE * cosine(question, sentence)
-    + W_LEXICAL * share of the question's terms in the sentence        (IDF-weighted)
-    + W_CONTEXT * share of the other question terms in the sentence before
-    - HEADING_PENALTY if it is a heading
-    - ANSWER_TYPE_PENALTY if the question asks for a number or a name the sentence lacks
+1. Retrieval gives the best ``RERANK_DEPTH`` chunks (hybrid: dense + BM25, fused).
+2. Every sentence of those chunks gets features (cosine with the question, IDF coverage of
+   the question's terms by the sentence, its neighbours and its chunk, rare terms it misses,
+   answer-type evidence, retrieval ranks, ...) and a learned logit (stage 1).
+3. The chunks are re-ranked by their best sentence. The best sentence of the first
+   ``ANSWER_DEPTH`` chunks is shown, and a second when its logit is within the scorer's
+   margin and the answer stays within ``SECOND_MAX_WORDS`` words.
+4. Question-level features (the best logit, the margin, how much of the question the best
+   passage and the corpus cover, negation, names and numbers the passage lacks) give a
+   calibrated **probability that the shown answer is right** (stage 2). Below the threshold
+   the assistant abstains: it says the documents do not contain the answer and still lists
+   the nearest passages.
 
-(terms: lowercased, stop words dropped, Snowball-stemmed). The context term lets "It was
-built by Robert Stevenson." win after a sentence that names the lighthouse. Retrieved chunks
-are then re-ranked by their best sentence (plus a small prior for the retrieval rank), the
-best sentence is shown, and a second when it scores within ``SECOND_MARGIN`` of the first.
-All weights were chosen on the SQuAD sample (README, "How answers are chosen").
-
-When the evidence is weak (the best sentence's score under the threshold) the assistant
-abstains: it says the documents do not contain the answer and still lists the nearest passages.
+The weights are trained by ``make scorer`` (``rag.training``) on SQuAD with article-level
+folds; ``rag/scorer.json`` holds them as plain arrays.
 """
 
 from __future__ import annotations
 
-import re
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,47 +32,37 @@ from rag.calibration import ThresholdSource, stored_threshold
 from rag.chunking import Span
 from rag.errors import BadInputError
 from rag.inputs import check_k, check_threshold
-from rag.retrieval import (
-    DEFAULT_K,
-    DEFAULT_MODE,
-    Hit,
-    RetrievalMode,
-    Retriever,
-    check_question,
-    terms,
-)
+from rag.retrieval import DEFAULT_K, DEFAULT_MODE, Hit, RetrievalMode, Retriever, check_question
 from rag.settings import INDEX_DIR
 from rag.store import Index
 
-if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
-    import numpy as np
+if TYPE_CHECKING:  # numpy (and the scorer, which needs it) load with an index, not with
+    # this module (`rag --help`)
+    from rag.scorer import Model
 
-W_DENSE = 0.5
-W_LEXICAL = 0.5
-W_CONTEXT = 0.35
 #: Sentences shown at most in an answer, unless the caller says otherwise.
 DEFAULT_MAX_SENTENCES = 2
-SECOND_MARGIN = 0.15
 #: A second sentence is shown only while the whole answer stays within this many words.
 SECOND_MAX_WORDS = 80
 #: Sentences of this many retrieved chunks are scored and the chunks re-ranked by them.
 RERANK_DEPTH = 20
-#: Weight of the retrieval rank in the re-ranking (1/rank).
-RANK_PRIOR = 0.05
-#: A line without closing punctuation (a heading, a title) restates the topic but never
-#: answers; it loses this much so a real sentence wins.
-HEADING_PENALTY = 0.2
-#: A question that asks for a number or a name, put to a sentence that adds no number or
-#: name beyond the question's own ("What are the names of the eight men?" against "Eight men
-#: were arrested."), costs the sentence this much.
-ANSWER_TYPE_PENALTY = 0.15
-#: Sentences are drawn from the best ANSWER_DEPTH hits only, so asking for more passages
+#: Sentences are drawn from the best ANSWER_DEPTH hits only (the first k when k is
+#: smaller, so every shown sentence is in a listed passage), so asking for more passages
 #: (``-k 10`` in an eval) lists more citations without changing the answer.
 ANSWER_DEPTH = 5
-#: Abstain below this confidence. Chosen by measurement (README "Abstention");
-#: ``rag eval --calibrate`` stores an index-specific value that takes precedence.
-DEFAULT_THRESHOLD = 0.36
 ABSTAIN_TEXT = "The documents do not contain an answer to this question."
+
+
+def default_threshold() -> float:
+    """Abstain when the probability that the shown answer is right is below this.
+
+    Chosen on out-of-fold predictions by the recipe and stored with the weights (README,
+    "Abstention"); ``rag eval --calibrate`` stores an index-specific value that takes
+    precedence.
+    """
+    from rag.scorer import load_scorer
+
+    return load_scorer().default_threshold
 
 
 @dataclass(frozen=True)
@@ -116,6 +107,15 @@ class Answer:
     id: str | None = None
     #: How many of the first citations are quoted in ``answer`` (0 when it abstained).
     quoted: int = 0
+    #: Which model scored it: "full model", or in an evaluation the fold model that never
+    #: saw the question's article.
+    scored_by: str = "full model"
+
+    @property
+    def probability(self) -> float:
+        """Calibrated probability that the best answer is right (``confidence`` is the same
+        number: it is what the threshold is compared with)."""
+        return self.confidence
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +124,7 @@ class Answer:
             "answer": self.answer,
             "abstained": self.abstained,
             "citations": [{**asdict(c), "highlight": list(c.highlight)} for c in self.citations],
+            "probability": round(self.probability, 4),
             "confidence": round(self.confidence, 4),
             "latency_ms": round(self.latency_ms, 1),
         }
@@ -163,6 +164,9 @@ class Assistant:
         self._model = model
         self._threshold = None if threshold is None else check_threshold(threshold)
         self._lock = Lock()
+        from rag.scorer import load_scorer  # numpy: with an index, not at import
+
+        self.scorer = load_scorer()
         self.reload()
 
     def reload(self) -> None:
@@ -188,7 +192,7 @@ class Assistant:
             return self._threshold, ThresholdSource.EXPLICIT
         calibrated = stored_threshold(self.index.path)
         if calibrated is None:
-            return DEFAULT_THRESHOLD, ThresholdSource.DEFAULT
+            return self.scorer.default_threshold, ThresholdSource.DEFAULT
         return calibrated, ThresholdSource.INDEX
 
     def ask(
@@ -200,12 +204,20 @@ class Assistant:
         max_sentences: int = DEFAULT_MAX_SENTENCES,
         threshold: float | None = None,
         id: str | None = None,
+        model: Model | None = None,
+        scored_by: str | None = None,
     ) -> Answer:
         """Answer ``question`` with at most ``max_sentences`` verbatim sentences.
+
+        Args:
+            model: score with this model instead of the full one (``rag eval`` passes the
+                fold model that never saw the question's article); ``scored_by`` names it.
 
         Returns:
             An Answer whose citations come best first: one per shown sentence (``[n]`` in the
             answer text), then the other retrieved passages with their best sentence.
+            ``confidence`` is the calibrated probability that the answer is right, in [0, 1];
+            it abstained iff ``confidence < threshold``.
         """
         t0 = time.perf_counter()
         question = check_question(question)
@@ -214,17 +226,52 @@ class Assistant:
         k = check_k(k)
         threshold = check_threshold(self.threshold if threshold is None else threshold)
         retriever = self.retriever
+        from rag.scorer import choose, members, question_row, sentence_features
+
+        scorer = self.scorer
+        model = model or scorer.model
         qv = retriever.embed_question(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
-        scores = score_sentences(retriever, question, qv, found)
-        hits = rerank(found, scores)[:k]
-        candidates = _candidates(hits[:ANSWER_DEPTH], scores)
-        confidence = candidates[0].score if candidates else 0.0
-        abstained = confidence < threshold
+        head, tail = found[:RERANK_DEPTH], found[RERANK_DEPTH:]
+        cands = sentence_features(retriever, question, qv, head)
+        logits = model.sentence_logits(cands.x)
+        doc_text = retriever.index.documents
+        texts = [doc_text[s].text[a:b] for s, a, b in cands.keys]
+        member_rows = members(
+            cands.keys, [(h.chunk.source, h.chunk.start, h.chunk.end) for h in head]
+        )
+        choice = choose(
+            logits,
+            texts,
+            member_rows,
+            max_sentences=max_sentences,
+            margin=scorer.margin,
+            max_words=SECOND_MAX_WORDS,
+            answer_depth=min(k, ANSWER_DEPTH),
+        )
+        row = question_row(question, cands.x, logits, cands.q, texts, member_rows)
+        probability = model.probability(row) if len(logits) else 0.0
+        abstained = probability < threshold
+        ranked = [head[h] for h in choice.order] + tail
+        hits = [replace(h, rank=r) for r, h in enumerate(ranked, start=1)][:k]
 
-        chosen = [] if abstained else _choose(candidates, max_sentences)
+        def scored(h: int, i: int) -> _Scored:
+            return _Scored(head[h], cands.keys[i][1:], _sigmoid(logits[i]))
+
+        chosen = (
+            []
+            if abstained
+            else [scored(h, i) for i, h in zip(choice.shown, choice.shown_hits, strict=True)]
+        )
         cited = {s.hit.chunk.id for s in chosen}
-        shown = chosen + [_best(h, scores) for h in hits if h.chunk.id not in cited]
+        by_id = {h.chunk.id: n for n, h in enumerate(head)}
+        shown = chosen + [
+            scored(by_id[h.chunk.id], max(member_rows[by_id[h.chunk.id]], key=lambda i: logits[i]))
+            if h.chunk.id in by_id and member_rows[by_id[h.chunk.id]]
+            else _Scored(h, h.chunk.sentences[0], 0.0)
+            for h in hits
+            if h.chunk.id not in cited
+        ]
         index = retriever.index
         citations = tuple(_citation(index, n, s) for n, s in enumerate(shown, start=1))
         if abstained:
@@ -232,156 +279,21 @@ class Assistant:
         else:
             text = " ".join(f"{c.sentence} [{c.n}]" for c in citations[: len(chosen)])
         latency = (time.perf_counter() - t0) * 1000
-        return Answer(question, text, abstained, citations, confidence, latency, id, len(chosen))
-
-
-def _candidates(hits: list[Hit], scores: dict[SentenceKey, float]) -> list[_Scored]:
-    """The sentences of ``hits``, best first, each once: a sentence in two overlapping chunks
-    belongs to the better-ranked chunk, and the same text in two files is kept only where it
-    scores best."""
-    spans: dict[SentenceKey, _Scored] = {}
-    for hit in hits:
-        for a, b in hit.chunk.sentences:
-            key = (hit.chunk.source, a, b)
-            if key not in spans:
-                spans[key] = _Scored(hit, (a, b), scores[key])
-    out: list[_Scored] = []
-    seen: set[str] = set()
-    for s in sorted(spans.values(), key=lambda s: -s.score):
-        if s.text not in seen:
-            seen.add(s.text)
-            out.append(s)
-    return out
-
-
-def _choose(candidates: list[_Scored], max_sentences: int) -> list[_Scored]:
-    """The best sentence, then the next ones while they score within SECOND_MARGIN of it and
-    the answer stays within SECOND_MAX_WORDS."""
-    chosen: list[_Scored] = []
-    words = 0
-    for s in candidates:
-        if len(chosen) == max_sentences or s.score < candidates[0].score - SECOND_MARGIN:
-            break
-        n = len(s.text.split())
-        if chosen and words + n > SECOND_MAX_WORDS:
-            continue
-        chosen.append(s)
-        words += n
-    return chosen
-
-
-def _best(hit: Hit, scores: dict[SentenceKey, float]) -> _Scored:
-    """The best-scoring sentence of ``hit`` (the first of equals)."""
-    return max(
-        (_Scored(hit, (a, b), scores[(hit.chunk.source, a, b)]) for a, b in hit.chunk.sentences),
-        key=lambda s: s.score,
-    )
-
-
-def rerank(hits: list[Hit], scores: dict[SentenceKey, float]) -> list[Hit]:
-    """The first RERANK_DEPTH ``hits`` re-ordered by their best sentence's score plus a prior
-    for the retrieval rank; any further hits follow in retrieval order, so asking for more
-    passages never reorders the first ones."""
-    head, tail = hits[:RERANK_DEPTH], hits[RERANK_DEPTH:]
-    key = {id(h): _best(h, scores).score + RANK_PRIOR / h.rank for h in head}
-    ranked = sorted(head, key=lambda h: -key[id(h)]) + tail
-    return [replace(h, rank=r) for r, h in enumerate(ranked, start=1)]
-
-
-def score_sentences(
-    retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit]
-) -> dict[SentenceKey, float]:
-    """The score of every sentence of ``hits`` (once each, however many chunks hold it)."""
-    index = retriever.index
-    q_terms = set(terms(question))
-
-    def idf(term: str) -> float:
-        return retriever.idf.get(term, retriever.default_idf)
-
-    q_weight = sum(idf(t) for t in q_terms) or 1.0
-    wants = expected_answer(question)
-    q_words = question_words(question)
-    scores: dict[SentenceKey, float] = {}
-    for hit in hits:
-        doc = index.documents[hit.chunk.source]
-        for a, b in hit.chunk.sentences:
-            key = (doc.source, a, b)
-            if key in scores:
-                continue
-            dense = float(index.sentence_vectors[index.sentence_rows[key]] @ qv)
-            shared = q_terms & retriever.sentence_terms[key]
-            before = retriever.previous.get(key)
-            context = (q_terms & retriever.sentence_terms[before]) - shared if before else ()
-            score = (
-                W_DENSE * dense
-                + W_LEXICAL * sum(idf(t) for t in shared) / q_weight
-                + W_CONTEXT * sum(idf(t) for t in context) / q_weight
-            )
-            if _is_heading(doc.text, a, b):
-                score -= HEADING_PENALTY
-            if wants and not _offers(wants, doc.text[a:b], q_words):
-                score -= ANSWER_TYPE_PENALTY
-            scores[key] = score
-    return scores
-
-
-_NUMBER_QUESTION = re.compile(
-    r"\bhow (many|much|long|old|far|tall|high|large|big|often|fast|wide|deep|heavy)\b"
-    r"|\bwhat (year|percentage|percent|share|proportion|amount|number|age|date|decade|century)\b"
-    r"|\b(which|what) (year|decade|century)\b",
-    re.IGNORECASE,
-)
-_NAME_QUESTION = re.compile(r"^\W*(who|whom|whose)\b|\bnames?\b", re.IGNORECASE)
-_TOKEN = re.compile(r"[\w’'-]+")
-_NUMBER_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty "
-    "fifty hundred hundreds thousand thousands million millions billion billions dozen dozens "
-    "half twice first second third fourth fifth".split()
-)
-
-
-def expected_answer(question: str) -> str | None:
-    """ "number" or "name" when the question plainly asks for one, else None."""
-    if _NUMBER_QUESTION.search(question):
-        return "number"
-    if _NAME_QUESTION.search(question):
-        return "name"
-    return None
-
-
-def question_words(question: str) -> set[str]:
-    """The question's words, lowercased, as ``_offers`` compares them."""
-    return {w.lower() for w in _TOKEN.findall(question)}
-
-
-def _offers(wants: str, sentence: str, q_words: set[str]) -> bool:
-    """Whether ``sentence`` holds a number (or a capitalised name) the question does not."""
-    words = _TOKEN.findall(sentence)
-    if wants == "number":
-        return any(
-            (any(c.isdigit() for c in w) or w.lower() in _NUMBER_WORDS) and w.lower() not in q_words
-            for w in words
+        return Answer(
+            question,
+            text,
+            abstained,
+            citations,
+            probability,
+            latency,
+            id,
+            len(chosen),
+            scored_by or ("full model" if model is scorer.model else "given model"),
         )
-    # A capitalised word past the first one that the question does not already say.
-    return any(w[0].isupper() and w.lower() not in q_words for w in words[1:])
 
 
-_CLOSERS = tuple(".!?:;\"')]”’»…")
-
-
-def _is_heading(text: str, a: int, b: int) -> bool:
-    """A title or heading: a short whole line that does not end like a sentence, followed by
-    a blank line, the end, or a line that starts like a new block (not "O\n2 is ...")."""
-    if text[a:b].endswith(_CLOSERS) or len(text[a:b].split()) > 15:
-        return False
-    if a > 0 and text[a - 1] != "\n":
-        return False
-    after = text[b : b + 2]
-    return (
-        after in ("", "\n")
-        or after == "\n\n"
-        or (after[0] == "\n" and not after[1].islower() and not after[1].isdigit())
-    )
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def _citation(index: Index, n: int, s: _Scored) -> Citation:

@@ -37,7 +37,7 @@ class ThresholdSource(Choice):
     EXPLICIT = "explicit"  # given by the caller (--threshold)
     CALIBRATED_NOW = "calibrated on this set"  # rag eval --calibrate, this run
     INDEX = "index calibration.json"  # an earlier rag eval --calibrate
-    DEFAULT = "default"  # answer.DEFAULT_THRESHOLD
+    DEFAULT = "default"  # the answer scorer's default (rag.answer.default_threshold)
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,16 @@ def write_calibration(index_dir: Path | str, calibration: Calibration, **extra) 
 
 
 def stored_threshold(index_dir: Path | str) -> float | None:
-    """The threshold stored by ``rag eval --calibrate`` for the index at ``index_dir``, if any."""
+    """The threshold stored by ``rag eval --calibrate`` for the index at ``index_dir``, if any.
+
+    A stored value that is not a probability (a file written before issue 8, when the
+    confidence was a weighted sum that could pass 1) is ignored like an unreadable file, so
+    the default applies until ``rag eval --calibrate`` runs again, rather than every
+    question failing on a threshold the user never typed.
+    """
     try:
         text = (Path(index_dir) / CALIBRATION).read_text(encoding="utf-8")
-        return float(json.loads(text)["threshold"])
+        value = float(json.loads(text)["threshold"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return value if 0.0 <= value <= 1.0 else None

@@ -3,7 +3,7 @@
 The CLI is a shell over the library (``rag`` never imports it). Every predictable mistake
 (missing index, empty question, bad flag, bad input line) prints one line on stderr and exits
 non-zero; tracebacks are for bugs only. Flags share one set of argument types (``_positive``,
-``_threshold``) and warnings one printer (``_warn``). Text from documents and file names
+``_fraction``) and warnings one printer (``_warn``). Text from documents and file names
 is printed through ``rag.display.printable``, so it can never drive the terminal.
 """
 
@@ -39,6 +39,7 @@ EXIT_USAGE = 2
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_CONCURRENCY = 4
+THRESHOLD_HELP = "abstain when the probability that the answer is right is below this (0-1)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,17 +58,16 @@ def _positive(value: str) -> int:
     return n
 
 
-def _threshold(value: str) -> float:
-    """An abstention threshold: a finite number (``rag.inputs.check_threshold``).
+def _fraction(value: str) -> float:
+    """An abstention threshold: a probability from 0 to 1 (``rag.inputs.check_threshold``).
 
-    Not limited to [0, 1]: the confidence is a weighted sum (about -0.85 to 1.35), not a
-    probability, so 1.2 still means "abstain unless very sure". NaN (which would turn
-    abstention off) and infinity are refused.
+    The confidence is the learned scorer's calibrated probability that the answer is right,
+    so anything outside [0, 1] (and NaN, which would turn abstention off) is refused.
     """
     try:
         return check_threshold(float(value))
-    except ValueError as e:  # not a number, NaN or infinite
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}") from e
+    except ValueError as e:  # not a number, NaN or outside [0, 1]
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from e
 
 
 def _warn(message: str) -> None:
@@ -144,7 +144,7 @@ def _add_ask(sub) -> None:
         action="store_true",
         help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
     )
-    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
+    p.add_argument("--threshold", type=_fraction, help=THRESHOLD_HELP)
     p.add_argument(
         "--max-sentences",
         type=_positive,
@@ -195,7 +195,7 @@ def _add_eval(sub) -> None:
         action="store_true",
         help="choose the abstention threshold on this set and store it in the index",
     )
-    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
+    p.add_argument("--threshold", type=_fraction, help=THRESHOLD_HELP)
     p.add_argument("--name", help="report folder name (default: from the question set)")
     p.add_argument(
         "--reports",
@@ -232,9 +232,7 @@ def _add_serve(sub) -> None:
     p.add_argument(
         "--auth", metavar="USER:PASS", help="require this login (or set RAG_AUTH=USER:PASS)"
     )
-    p.add_argument(
-        "--threshold", type=_threshold, help="abstention threshold (default: calibrated)"
-    )
+    p.add_argument("--threshold", type=_fraction, help=THRESHOLD_HELP + " (default: calibrated)")
     p.add_argument(
         "--evals",
         type=Path,
@@ -282,6 +280,8 @@ def cmd_index(args) -> int:
 def _print_answer(answer: Answer) -> None:
     # Names and sentences come from the documents: escape what could drive the terminal.
     print(printable(answer.answer, keep_lines=True))
+    p = answer.probability
+    print(f"(confidence {p:.2f}: right about {round(p * 10)} times in 10)")
     if not answer.citations:
         return
     print()

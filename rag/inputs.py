@@ -10,7 +10,6 @@ it); ``check_text`` refuses them with the position and the byte.
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import operator
 import re
@@ -60,20 +59,18 @@ def check_k(k: object) -> int:
 
 
 def check_threshold(threshold: object) -> float:
-    """``threshold`` as a float, or BadInputError unless it is a finite number.
+    """``threshold`` as a float, or BadInputError unless it is a number from 0 to 1.
 
-    NaN would turn abstention off (every comparison with it is false) and infinity means
-    "always" or "never"; both are refused. Finite values outside [0, 1] are allowed: the
-    confidence is a weighted sum, not a probability, and ranges from
-    about -0.85 to 1.35 (``rag.answer``'s weights and penalties), and ``rag eval
-    --calibrate`` stores a midpoint between observed confidences, which may fall outside
-    [0, 1].
+    The confidence is the learned scorer's calibrated probability that the shown answer is
+    right (``rag.scorer``), so the threshold is a probability too: 0 answers always, 1
+    abstains unless certain. NaN would turn abstention off (every comparison with it is
+    false) and is refused with everything outside [0, 1].
     """
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         raise BadInputError(f"threshold must be a number, got {threshold!r}")
     value = float(threshold)
-    if not math.isfinite(value):
-        raise BadInputError(f"threshold must be a finite number, got {value}")
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise BadInputError(f"threshold must be a probability from 0 to 1, got {value}")
     return value
 
 

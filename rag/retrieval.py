@@ -68,12 +68,17 @@ class Hit:
         score: the ranking score of the mode (RRF for hybrid, cosine for dense, BM25 for bm25).
         dense: cosine similarity of question and chunk, whatever the mode.
         rank: 1-based position in the results.
+        dense_rank, bm25_rank: 1-based position of the chunk in the dense and the BM25
+            ranking (whatever the mode), None when it is not among their first
+            ``SEARCH_DEPTH``-or-so results. The answer scorer reads them.
     """
 
     chunk: Chunk
     score: float
     dense: float
     rank: int
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
 
 
 class Retriever:
@@ -88,15 +93,19 @@ class Retriever:
         self._bm25 = bm25s.BM25()
         if index.chunks:
             self._bm25.index(chunk_terms, show_progress=False)
-        # Sentence terms and each sentence's predecessor, for the answer scorer.
+        # Terms of every chunk and sentence, and each sentence's neighbours, for the scorer.
+        pairs = zip(index.chunks, chunk_terms, strict=True)
+        self.chunk_terms = {c.id: frozenset(ts) for c, ts in pairs}
         self.sentence_terms: dict[tuple[str, int, int], frozenset[str]] = {}
         self.previous: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self.following: dict[tuple[str, int, int], tuple[str, int, int]] = {}
         before = None
         for key in index.sentence_rows:  # document order
             doc = index.documents[key[0]]
             self.sentence_terms[key] = frozenset(terms(doc.text[key[1] : key[2]]))
             if before is not None and before[0] == key[0]:
                 self.previous[key] = before
+                self.following[before] = key
             before = key
         df = Counter(t for ts in chunk_terms for t in set(ts))
         n = max(len(chunk_terms), 1)
@@ -128,17 +137,28 @@ class Retriever:
             return []
         qv = self.embed_question(question) if question_vector is None else question_vector
         depth = min(n, max(50, 4 * k))  # look deeper than k: duplicates are dropped below
-        rank = {
-            RetrievalMode.DENSE: lambda: self._dense(qv, depth),
-            RetrievalMode.BM25: lambda: self._bm25_search(question, depth),
-            RetrievalMode.HYBRID: lambda: fuse(
-                self._dense(qv, depth), self._bm25_search(question, depth)
-            ),
-        }
-        return self._distinct(rank[mode](), qv, k)
+        # Both rankings always: the answer scorer reads each chunk's dense and BM25 rank.
+        dense, bm25 = self._dense(qv, depth), self._bm25_search(question, depth)
+        ranked = {
+            RetrievalMode.DENSE: dense,
+            RetrievalMode.BM25: bm25,
+            RetrievalMode.HYBRID: fuse(dense, bm25),
+        }[mode]
+        ranks = (
+            {i: r for r, (i, _) in enumerate(dense, start=1)},
+            {i: r for r, (i, _) in enumerate(bm25, start=1)},
+        )
+        return self._distinct(ranked, qv, k, ranks)
 
-    def _distinct(self, ranked: list[tuple[int, float]], qv: np.ndarray, k: int) -> list[Hit]:
-        """The first ``k`` of ``ranked`` (chunk row, score) whose texts differ, as Hits."""
+    def _distinct(
+        self,
+        ranked: list[tuple[int, float]],
+        qv: np.ndarray,
+        k: int,
+        ranks: tuple[dict[int, int], dict[int, int]],
+    ) -> list[Hit]:
+        """The first ``k`` of ``ranked`` (chunk row, score) whose texts differ, as Hits;
+        ``ranks`` are each row's dense and BM25 rank."""
         hits, seen = [], set()
         for i, score in ranked:
             chunk = self.index.chunks[i]
@@ -146,8 +166,16 @@ class Retriever:
             if key in seen:
                 continue
             seen.add(key)
-            dense = float(self.index.chunk_vectors[i] @ qv)
-            hits.append(Hit(chunk, float(score), dense, len(hits) + 1))
+            hits.append(
+                Hit(
+                    chunk,
+                    float(score),
+                    float(self.index.chunk_vectors[i] @ qv),
+                    len(hits) + 1,
+                    ranks[0].get(i),
+                    ranks[1].get(i),
+                )
+            )
             if len(hits) == k:
                 break
         return hits

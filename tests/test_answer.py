@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import DEFAULT_THRESHOLD, Assistant, _offers, expected_answer, question_words
+from rag.answer import Assistant, default_threshold
 from rag.calibration import ThresholdSource
 from rag.errors import BadInputError
 from rag.indexing import build_index
+from rag.scorer import expected_answer, offers, question_words
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def test_threshold_comes_from_the_caller_then_the_calibration_then_the_default(
 ):
     index = tmp_path / "index"
     shutil.copytree(built_index[1], index)
-    assert Assistant(index).threshold_source() == (DEFAULT_THRESHOLD, "default")
+    assert Assistant(index).threshold_source() == (default_threshold(), "default")
     (index / "calibration.json").write_text('{"threshold": 0.5}')
     assert Assistant(index).threshold_source() == (0.5, "index calibration.json")
     assert Assistant(index, threshold=0.2).threshold_source() == (0.2, "explicit")
@@ -124,7 +125,7 @@ def test_squad_questions_against_the_seed_article_abstain(seed_assistant):
 
 
 @pytest.mark.parametrize(
-    "question, sentence, offers",
+    "question, sentence, expected",
     [
         ("How many people died in the attack?", "Eight people died in the attack.", True),
         ("How many people died in the attack?", "People died in the attack.", False),
@@ -136,12 +137,12 @@ def test_squad_questions_against_the_seed_article_abstain(seed_assistant):
         ("Why did crops fail?", "Sulphur dioxide spread.", None),
     ],
 )
-def test_answer_type_check(question, sentence, offers):
+def test_answer_type_check(question, sentence, expected):
     wants = expected_answer(question)
-    if offers is None:
+    if expected is None:
         assert wants is None
     else:
-        assert _offers(wants, sentence, question_words(question)) is offers
+        assert offers(wants, sentence, question_words(question)) is expected
 
 
 # --- issue 9 (hardening) -----------------------------------------------------------
@@ -166,7 +167,9 @@ def test_k_of_one_still_answers(assistant):
     assert len(answer.citations) == 1 and "Karl von Frisch" in answer.answer
 
 
-@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), float("-inf"), "0.3", True])
+@pytest.mark.parametrize(
+    "threshold", [float("nan"), float("inf"), float("-inf"), "0.3", True, 1.5, -0.1]
+)
 def test_library_refuses_a_bad_threshold(built_index, assistant, threshold):
     with pytest.raises(BadInputError, match="threshold must be"):
         assistant.ask("Who decoded the waggle dance?", threshold=threshold)
@@ -174,8 +177,9 @@ def test_library_refuses_a_bad_threshold(built_index, assistant, threshold):
         Assistant(built_index[1], threshold=threshold)
 
 
-def test_threshold_outside_unit_range_keeps_its_meaning(assistant):
-    """The confidence is a weighted sum (about -0.85..1.35), not a probability."""
+def test_threshold_is_a_probability_and_its_ends_mean_always_and_never(assistant):
+    """The confidence is a calibrated probability: 0 always answers, 1 abstains unless sure."""
     q = "Who decoded the waggle dance?"
-    assert assistant.ask(q, threshold=1.5).abstained is True
-    assert assistant.ask(q, threshold=-1).abstained is False
+    assert assistant.ask(q, threshold=0.0).abstained is False
+    answer = assistant.ask(q, threshold=1.0)
+    assert answer.abstained is (answer.confidence < 1.0)

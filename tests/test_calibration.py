@@ -64,3 +64,13 @@ def test_threshold_sources_parse_and_name_the_valid_values():
     assert ThresholdSource.from_str("default") is ThresholdSource.DEFAULT
     with pytest.raises(BadInputError, match="one of explicit, calibrated on this set, index"):
         ThresholdSource.from_str("guess")
+
+
+@pytest.mark.parametrize("value", [1.2, -0.3, "NaN"])
+def test_a_stored_threshold_that_is_not_a_probability_is_no_calibration(tmp_path, value):
+    """A calibration.json from the hand-weighted scorer (confidence up to ~1.35) must not make
+    every question fail: the default applies until rag eval --calibrate runs again."""
+    (tmp_path / "calibration.json").write_text(f'{{"threshold": {value}}}', encoding="utf-8")
+    assert stored_threshold(tmp_path) is None
+    (tmp_path / "calibration.json").write_text('{"threshold": 0.4}', encoding="utf-8")
+    assert stored_threshold(tmp_path) == 0.4

@@ -18,7 +18,16 @@ from rag.calibration import stored_threshold
 from rag.indexing import build_index
 from rag.store import Index
 
-ANSWER_KEYS = {"id", "question", "answer", "abstained", "citations", "latency_ms"}
+ANSWER_KEYS = {
+    "id",
+    "question",
+    "answer",
+    "abstained",
+    "citations",
+    "probability",
+    "confidence",
+    "latency_ms",
+}
 
 
 CITATION_KEYS = {
@@ -46,6 +55,16 @@ def test_ask_json_contract(built_index, rag_cli):
     assert d["abstained"] is False and d["citations"]
     assert all(set(c) >= CITATION_KEYS for c in d["citations"])
     assert [c["n"] for c in d["citations"]] == list(range(1, len(d["citations"]) + 1))
+
+
+def test_ask_text_says_how_often_such_an_answer_is_right(built_index, rag_cli):
+    seeds, index = built_index
+    q = "Who built the Bell Rock Lighthouse?"
+    d = json.loads(rag_cli("ask", "--json", "--index", index, q).stdout)
+    out = rag_cli("ask", "--index", index, q)
+    assert out.returncode == 0, out.stderr
+    p = d["probability"]
+    assert f"(confidence {p:.2f}: right about {round(p * 10)} times in 10)" in out.stdout
 
 
 def test_ask_jsonl_batch(built_index, rag_cli):
@@ -275,10 +294,10 @@ def test_undecodable_question_in_argv_is_one_line(built_index):
     )
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
-def test_cli_threshold_must_be_finite(rag_cli, built_index, value):
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1.5", "-0.1", "x"])
+def test_cli_threshold_must_be_a_probability(rag_cli, built_index, value):
     out = rag_cli("ask", "--index", built_index[1], f"--threshold={value}", "Who?")
-    assert out.returncode == 2 and "expected a finite number" in out.stderr
+    assert out.returncode == 2 and "expected a number from 0 to 1" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 
 
@@ -358,6 +377,6 @@ def test_serve_refuses_a_nan_threshold_before_building(rag_cli, tmp_path):
     # The flag shares `rag ask`'s argument type: refused while parsing, before any build.
     assert out.returncode == 2
     assert out.stderr.strip() == (
-        "rag serve: error: argument --threshold: expected a finite number, got 'nan' "
+        "rag serve: error: argument --threshold: expected a number from 0 to 1, got 'nan' "
         "(see rag serve --help)"
     )

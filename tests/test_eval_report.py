@@ -67,3 +67,8 @@ def test_report_numbers_are_what_the_results_give(squad_smoke):
         assert cells[columns.index("correct")] == f"{correct:.3f}"
     assert "## Worst misses (hybrid)" in md
     assert "hybrid" in squad_smoke.table() and "dense@k=1" in squad_smoke.table()
+    # Answerable questions only: no trade-off to measure.
+    assert report["metrics"][0]["auroc"] is None and not (folder / "tradeoff.png").exists()
+    # The SQuAD questions were in the scorer's training data: scored by the fold models.
+    assert all(r["scored_by"].startswith("fold") for r in records)
+    assert "fold model that never saw their article" in md

@@ -24,8 +24,11 @@ from rag.settings import IndexSettings
 SEED_SET = ROOT / "evals" / "seed" / "questions.jsonl"
 
 
+# answer_correct 0.9 -> 0.85 with the learned scorer (issue 8): this set was written after
+# looking at the hand-weighted scorer and flattered it (0.944); the learned one, trained on
+# SQuAD and never on this article, measures 0.889 at its default threshold.
 SEED_FLOORS = {
-    "min": {"hit@5": 0.93, "answer_correct": 0.9, "abstain_unanswerable": 0.07},
+    "min": {"hit@5": 0.93, "answer_correct": 0.85, "abstain_unanswerable": 0.07},
     "max": {"false_abstention": 0.08},
 }
 
@@ -82,3 +85,7 @@ def test_seed_set_smoke_on_the_real_seeds(tmp_path, embedder):
     assert report.threshold_source == "default"
     assert check_floors(row, SEED_FLOORS) == [], report.table()
     assert set(report.by_kind["hybrid"]) >= {"fact", "paraphrase", "unanswerable"}
+    # A set with both kinds gets the trade-off: numbers, the curve and the reliability diagram.
+    assert 0.5 < row["auroc"] <= 1 and 0 <= row["ece"] <= 1
+    assert row["answer_correct_at_50_abstention"] >= row["answer_correct_at_80_abstention"]
+    assert {p.name for p in report.plots} >= {"tradeoff.png", "reliability.png"}

@@ -17,8 +17,13 @@ def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):
     shutil.copy(seeds_copy / "volcanoes.txt", seeds_copy / "volcanoes-copy.txt")
     build_index(seeds_copy, tmp_path / "index")
     answer = Assistant(tmp_path / "index").ask("When did Eyjafjallajökull erupt?", k=20)
-    excerpts = [" ".join(c.excerpt.split()) for c in answer.citations]
-    assert len(excerpts) == len(set(excerpts))
+    # A passage is listed from one file only (two shown sentences may share a passage: one
+    # citation per shown sentence), and no (passage, sentence) pair is listed twice.
+    source_of: dict[str, str] = {}
+    for c in answer.citations:
+        assert source_of.setdefault(" ".join(c.excerpt.split()), c.source) == c.source
+    pairs = [(" ".join(c.excerpt.split()), c.highlight) for c in answer.citations]
+    assert len(pairs) == len(set(pairs))
     sentences = [
         c.excerpt[c.highlight[0] - c.start : c.highlight[1] - c.start] for c in answer.citations[:2]
     ]

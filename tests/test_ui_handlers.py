@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import Assistant
+from rag.answer import Assistant, default_threshold
 from rag.errors import BadInputError, EmptyQuestionError, RagError
 from rag.indexing import build_index
 from ui import handlers
@@ -80,8 +80,9 @@ def test_answer_json_is_the_cli_contract_with_the_servers_defaults(service):
 
 
 def test_threshold_setting_follows_the_calibration(service):
-    assert handlers.threshold_setting(service) == (0.36, pytest.approx(
-        "below it: “not found” (default; calibrate with rag eval --calibrate)"))  # fmt: skip
+    assert handlers.threshold_setting(service) == (round(default_threshold(), 3), (
+        "probability the answer is right; below it: “not found” "
+        "(default; calibrate with rag eval --calibrate)"))  # fmt: skip
     calibration = service.index_dir / "calibration.json"
     calibration.write_text(json.dumps({"threshold": 0.99}), encoding="utf-8")
     try:

@@ -65,7 +65,7 @@ def test_every_citation_token_points_at_its_citation(assistant):
 
 
 def test_abstention_looks_different_and_lists_nearest_passages(assistant):
-    answer = assistant.ask("Who decoded the waggle dance?", threshold=1.01)
+    answer = assistant.ask("Who decoded the waggle dance?", threshold=1.0)
     assert answer.abstained and answer.citations
     markup = render.answer_html(answer, assistant.index.documents)
     assert "rag-abstain" in markup and "Not found in the documents" in markup
@@ -79,7 +79,7 @@ def test_cited_count_matches_the_answer_text(assistant):
     m = answer.quoted
     assert m >= 1
     assert answer.answer.endswith(f"[{answer.citations[m - 1].n}]")
-    assert assistant.ask("bees", threshold=1.01).quoted == 0
+    assert assistant.ask("bees", threshold=1.0).quoted == 0
 
 
 def test_document_text_is_never_markup():
@@ -140,3 +140,10 @@ def test_viewer_windows_a_huge_document():
 @pytest.mark.parametrize("bad", ["", "rag-c-", "rag-c-!!!", "rag-c-bm90IGpzb24", "hello"])
 def test_bad_cite_tokens_are_refused(bad):
     assert render.read_cite_token(bad) is None
+
+
+def test_confidence_is_shown_as_how_often_such_an_answer_is_right(assistant):
+    assert render.confidence_text(0.8) == "confidence 0.80 (right about 8 times in 10)"
+    answer = assistant.ask("Who decoded the waggle dance?")
+    markup = render.answer_html(answer, assistant.index.documents)
+    assert render.confidence_text(answer.probability) in markup

@@ -101,8 +101,10 @@ def test_answer_json_matches_the_cli_contract(client):
 
 
 def test_threshold_default_follows_a_calibration_made_while_serving(client, server):
+    from rag.answer import default_threshold
+
     calibration = server[1].parent / "index" / "calibration.json"
-    assert _value(client.predict(api_name="/threshold")) == 0.36
+    assert _value(client.predict(api_name="/threshold")) == default_threshold()
     calibration.write_text(json.dumps({"threshold": 0.99}), encoding="utf-8")
     try:
         out = client.predict(api_name="/threshold")  # what the next page load shows
@@ -111,7 +113,7 @@ def test_threshold_default_follows_a_calibration_made_while_serving(client, serv
         assert answer["abstained"] is True  # the answering default moved with it
     finally:
         calibration.unlink()
-    assert _value(client.predict(api_name="/threshold")) == 0.36
+    assert _value(client.predict(api_name="/threshold")) == default_threshold()
 
 
 def test_empty_question_is_a_message_not_a_traceback(client):

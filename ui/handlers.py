@@ -131,11 +131,11 @@ def threshold_setting(service: Service) -> tuple[float, str]:
     """The threshold slider's value and note: read again at each page load, so a
     ``rag eval --calibrate`` run while the app is serving shows up on the next visit."""
     value, source = service.assistant.threshold_source()
+    note = "probability the answer is right; below it: “not found”"
     info = {
-        ThresholdSource.EXPLICIT: "below it: “not found” (set by rag serve --threshold)",
-        ThresholdSource.DEFAULT: "below it: “not found” (default; calibrate with rag eval "
-        "--calibrate)",
-    }.get(source, "below it: “not found” (calibrated for this index)")
+        ThresholdSource.EXPLICIT: f"{note} (set by rag serve --threshold)",
+        ThresholdSource.DEFAULT: f"{note} (default; calibrate with rag eval --calibrate)",
+    }.get(source, f"{note} (calibrated for this index)")
     return round(float(value), 3), info
 
 

@@ -175,13 +175,19 @@ def answer_html(answer: Answer, documents: Mapping[str, Document]) -> str:
             out += [_card(c, h, weak=True) for c, h in rest]
             out.append("</details>")
     n_docs = len({c.source for c in answer.citations})
-    foot = [f"confidence {answer.confidence:.2f}", f"{answer.latency_ms:.0f} ms"]
+    foot = [confidence_text(answer.probability), f"{answer.latency_ms:.0f} ms"]
     if answer.citations:
         passages = count(len(answer.citations), "passage")
         foot.insert(0, f"{passages} from {count(n_docs, 'document')}")
     out.append(f'<div class="rag-foot">{" · ".join(foot)}</div>')
     out.append("</div>")
     return "".join(out)
+
+
+def confidence_text(probability: float) -> str:
+    """The calibrated probability that the answer is right, as a reader takes it in:
+    "confidence 0.80 (right about 8 times in 10)"."""
+    return f"confidence {probability:.2f} (right about {round(probability * 10)} times in 10)"
 
 
 def question_html(question: str) -> str:

@@ -3,11 +3,13 @@
 One module per reason to change:
 
 - ``questions``: the JSONL question-set format, loading with a check of every line.
-- ``metrics``: the maths (gold rank, hit@k, MRR, answer-correct, floors), from raw fields.
+- ``metrics``: the maths (gold rank, hit@k, MRR, answer-correct, floors, the abstention
+  trade-off: AUROC, answer-correct at 50/80 % abstention, ECE), from raw fields.
 - ``runs``: a run's spec (mode and depth) and its records (a line of results.jsonl).
 - ``runner``: ``run_eval``, and the cached indexes of sets that bring their documents.
 - ``report``: the terminal table, report.md, report.json and results.jsonl, git facts.
-- ``plots``: the PNGs (the only matplotlib import).
+- ``plots``: the PNGs, the trade-off curve and reliability diagram among them (the only
+  matplotlib import).
 
 The abstention threshold a run can calibrate lives in ``rag.calibration``; the ``rag eval``
 command in ``rag.cli``. Format and metric definitions: ``evals/README.md``.
@@ -24,6 +26,7 @@ from rag.evaluation.metrics import (
     normalize_answer,
     score_by_kind,
     score_results,
+    score_tradeoff,
     strip_markers,
 )
 from rag.evaluation.questions import (
@@ -63,6 +66,7 @@ __all__ = [
     "run_eval",
     "score_by_kind",
     "score_results",
+    "score_tradeoff",
     "set_documents",
     "strip_markers",
 ]

@@ -110,7 +110,8 @@ def score_results(results: Iterable[Mapping]) -> dict:
     Returns:
         ``n``, ``answerable``, ``unanswerable``, ``with_gold_source``, ``hit@1/3/5/10``,
         ``mrr@10``, ``answer_correct``, ``median_words``, ``abstain_unanswerable``,
-        ``false_abstention``, ``latency_p50_ms``, ``latency_p95_ms``.
+        ``false_abstention``, ``latency_p50_ms``, ``latency_p95_ms``, and the trade-off
+        (``score_tradeoff``: ``auroc``, ``answer_correct_at_50/80_abstention``, ``ece``).
     """
     import numpy as np
 
@@ -145,7 +146,68 @@ def score_results(results: Iterable[Mapping]) -> dict:
     metrics["false_abstention"] = share([r["abstained"] for r in answerable])
     metrics["latency_p50_ms"] = round(float(np.percentile(latency, 50)), 1) if latency else None
     metrics["latency_p95_ms"] = round(float(np.percentile(latency, 95)), 1) if latency else None
+    metrics.update(score_tradeoff(recs))
     return metrics
+
+
+TRADEOFF_KEYS = (
+    "auroc",
+    "answer_correct_at_50_abstention",
+    "answer_correct_at_80_abstention",
+    "ece",
+)
+
+
+def right_if_answered(r: Mapping) -> bool:
+    """Whether the best answer of an answerable question is right, had it been shown: the
+    shown answer, or for an abstention ``answer_if_answered``."""
+    shown = r.get("answer_if_answered") if r["abstained"] else r["answer"]
+    return bool(shown) and bool(answer_correct(shown, r["answers"], False))
+
+
+def tradeoff_inputs(
+    results: Iterable[Mapping],
+) -> tuple[list[float], list[bool], list[float]] | None:
+    """(confidences of the answerable questions, whether each best answer is right,
+    confidences of the unanswerable ones), or None when the set lacks either kind."""
+    recs = list(results)
+    answerable = [r for r in recs if r.get("answers")]
+    unanswerable = [r for r in recs if r.get("answers") == []]
+    if not answerable or not unanswerable:
+        return None
+    return (
+        [float(r["confidence"]) for r in answerable],
+        [right_if_answered(r) for r in answerable],
+        [float(r["confidence"]) for r in unanswerable],
+    )
+
+
+def score_tradeoff(results: Iterable[Mapping]) -> dict:
+    """The abstention trade-off of a set that mixes answerable and unanswerable questions
+    (``rag.tradeoff``): AUROC of the confidence between right answers and unanswerable
+    questions, answer-correct at 50 % and 80 % abstention on the unanswerable ones, and the
+    expected calibration error of the confidence as a probability that the best answer is
+    right. The best answer of an abstention is ``answer_if_answered``. All None when the set
+    lacks either kind."""
+    from rag import tradeoff
+
+    inputs = tradeoff_inputs(results)
+    if inputs is None:
+        return dict.fromkeys(TRADEOFF_KEYS)
+    a_conf, a_right, u_conf = inputs
+    out = {
+        "auroc": tradeoff.auroc([c for c, ok in zip(a_conf, a_right, strict=True) if ok], u_conf)
+    }
+    for share in (50, 80):
+        point = tradeoff.correct_at_abstention(a_conf, a_right, u_conf, share / 100)
+        out[f"answer_correct_at_{share}_abstention"] = point.answer_correct
+    conf = a_conf + u_conf
+    out["ece"] = (
+        tradeoff.ece(conf, a_right + [False] * len(u_conf))
+        if all(0.0 <= c <= 1.0 for c in conf)
+        else None
+    )
+    return {k: None if v is None else round(float(v), 4) for k, v in out.items()}
 
 
 def score_by_kind(results: Iterable[Mapping]) -> dict[str, dict]:

@@ -96,7 +96,7 @@ def write_report(
     """
     name = meta["name"]
     report_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("hit_at_k.png", "confidence.png"):
+    for stale in ("hit_at_k.png", "confidence.png", "tradeoff.png", "reliability.png"):
         (report_dir / stale).unlink(missing_ok=True)
     with (report_dir / "results.jsonl").open("w", encoding="utf-8") as f:
         for rec in recs:
@@ -244,7 +244,9 @@ def _md_summary(meta: dict, rows: list[dict]) -> list[str]:
         f"- Index: `{idx['path']}`, built {idx.get('built_at')}: {counts.get('documents')} "
         f"documents, {counts.get('chunks')} chunks; model {s.get('model')}, "
         f"{s.get('chunk_tokens')} tokens/chunk, overlap {s.get('overlap_sentences')} sentence(s)",
-        f"- Abstention threshold: {meta['threshold']:.4f} ({meta['threshold_source']})",
+        f"- Abstention threshold: {meta['threshold']:.4f} ({meta['threshold_source']}), "
+        "on the calibrated probability that the shown answer is right",
+        _scorer_line(meta.get("scorer") or {}),
         f"- Git commit: {commit}; run at {meta['created_at']}",
         "",
         "## Results",
@@ -253,6 +255,20 @@ def _md_summary(meta: dict, rows: list[dict]) -> list[str]:
         "",
         " ".join(LEGEND.split()) + " Definitions: `evals/README.md`.",
     ]
+
+
+def _scorer_line(scorer: Mapping) -> str:
+    """Which answer-scorer models scored the primary run (``runner.scorer_summary``)."""
+    used = scorer.get("scored_by") or {}
+    folds = sum(n for why, n in used.items() if why.startswith("fold"))
+    full = used.get("full model", 0)
+    line = f"- Answer scorer: {full} questions scored by the shipped model"
+    if folds:
+        line += (
+            f", {folds} by the fold model that never saw their article (the question or its "
+            "article was in the scorer's training data; article-level folds)"
+        )
+    return line
 
 
 def _md_worst_misses(primary: str, primary_recs: list[dict]) -> list[str]:

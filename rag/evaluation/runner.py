@@ -12,12 +12,13 @@ import hashlib
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from rag.answer import Assistant
+from rag.answer import Answer, Assistant
 from rag.calibration import Calibration, ThresholdSource, calibrate_threshold, write_calibration
 from rag.errors import BadInputError
 from rag.evaluation.metrics import score_by_kind, score_results
@@ -110,7 +111,7 @@ def run_eval(
             ``MODE@k=N`` sets another depth). The first run is the primary one (worst misses,
             confidence plot, calibration).
         threshold: abstain below this confidence (default: the index's calibrated threshold,
-            else ``DEFAULT_THRESHOLD``).
+            else the scorer's default). A probability, like the confidence.
         name: report folder under ``reports_dir`` (default: ``default_name``).
         calibrate: choose the threshold on this set (``calibrate_threshold``) from the primary
             run's confidences, store it in the index's ``calibration.json`` and report with it.
@@ -178,6 +179,7 @@ def run_eval(
         "seeds": None if seeds is None else display_path(seeds),
         "threshold": used,
         "threshold_source": source,
+        "scorer": scorer_summary(assistant, recs),
         "calibration": cal_meta,
         "runs": [{"run": r.label, "mode": r.mode, "k": r.k} for r in runs],
     }
@@ -268,8 +270,9 @@ def _ask_all(
         assistant.ask(questions[0].question, k=run.k, mode=run.mode, threshold=threshold)
         out = []
         for q in questions:
-            answer = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
-            out.append(result_of(run, q, answer, threshold))
+            answer = _ask(assistant, q, run, threshold)
+            shown = _if_answered(assistant, q, run, answer)
+            out.append(result_of(run, q, answer, threshold, shown))
             done += 1
             if progress:
                 progress(done, total)
@@ -298,12 +301,49 @@ def _apply_threshold(
         for r in by_run[run.label]:
             if (r.confidence < threshold) != r.abstained:
                 q = by_id[r.id]
-                a = assistant.ask(q.question, k=run.k, mode=run.mode, threshold=threshold, id=q.id)
-                fixed.append(result_of(run, q, a, threshold))
+                a = _ask(assistant, q, run, threshold)
+                fixed.append(result_of(run, q, a, threshold, _if_answered(assistant, q, run, a)))
             else:
                 fixed.append(replace(r, threshold=threshold))
         out[run.label] = fixed
     return out
+
+
+def _ask(assistant: Assistant, q: Question, run: RunSpec, threshold: float) -> Answer:
+    """Ask ``q`` as ``rag ask`` would, except that a question the answer scorer was trained
+    on (or one whose gold source is a training article) is scored by the fold model that
+    never saw its article: the report never scores a model on its own training data."""
+    docs = assistant.index.documents
+    source_hash = docs[q.source].content_hash if q.source in docs else None
+    model, why = assistant.scorer.for_question(q.question, q.source, source_hash)
+    return assistant.ask(
+        q.question,
+        k=run.k,
+        mode=run.mode,
+        threshold=threshold,
+        id=q.id,
+        model=model,
+        scored_by=why,
+    )
+
+
+def _if_answered(assistant: Assistant, q: Question, run: RunSpec, answer: Answer) -> str | None:
+    """The answer an abstention on an answerable question would have shown."""
+    if not (answer.abstained and q.answerable):
+        return None
+    return _ask(assistant, q, run, 0.0).answer
+
+
+def scorer_summary(assistant: Assistant, recs: list[dict]) -> dict:
+    """Which answer-scorer models scored the primary run, and the weights' training data."""
+    primary = recs[0]["run"] if recs else None
+    used = Counter(r.get("scored_by", "full model") for r in recs if r["run"] == primary)
+    training = assistant.scorer.meta.get("training", {})
+    return {
+        "data_hash": training.get("data_hash"),
+        "folds": len(training.get("folds", [])),
+        "scored_by": dict(sorted(used.items())),
+    }
 
 
 @contextmanager

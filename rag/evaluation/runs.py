@@ -81,6 +81,11 @@ class QuestionResult:
     correct: bool | None
     words: int | None
     latency_ms: float
+    #: The scorer model: "full model", or the fold model that never saw the article.
+    scored_by: str = "full model"
+    #: For an answerable question it abstained on: the answer it would have shown (so the
+    #: trade-off curve can move the threshold without asking again).
+    answer_if_answered: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -105,10 +110,15 @@ class QuestionResult:
             "correct": self.correct,
             "words": self.words,
             "latency_ms": round(self.latency_ms, 1),
+            "scored_by": self.scored_by,
+            "answer_if_answered": self.answer_if_answered,
         }
 
 
-def result_of(run: RunSpec, q: Question, answer: Answer, threshold: float) -> QuestionResult:
+def result_of(
+    run: RunSpec, q: Question, answer: Answer, threshold: float, if_answered: str | None = None
+) -> QuestionResult:
+    """The record of ``answer``; ``if_answered``: what an abstention would have shown."""
     citations = tuple(
         CitedSpan(c.source, c.start, c.end, tuple(c.highlight)) for c in answer.citations
     )
@@ -131,4 +141,6 @@ def result_of(run: RunSpec, q: Question, answer: Answer, threshold: float) -> Qu
         correct=answer_correct(answer.answer, q.answers, answer.abstained),
         words=None if answer.abstained else len(strip_markers(answer.answer).split()),
         latency_ms=answer.latency_ms,
+        scored_by=answer.scored_by,
+        answer_if_answered=if_answered,
     )

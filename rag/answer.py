@@ -164,13 +164,14 @@ class Assistant:
     def threshold(self) -> float:
         return self.threshold_source()[0]
 
-    def threshold_source(self) -> tuple[float, str]:
+    def threshold_source(self, index: Index | None = None) -> tuple[float, str]:
         """The abstention threshold and where it comes from: ``"explicit"`` (given to the
         constructor), ``"index calibration.json"`` (``rag eval --calibrate``, read afresh so
-        a calibration made meanwhile applies) or ``"default"``."""
+        a calibration made meanwhile applies) or ``"default"``. ``index``: the one being
+        answered from (default: the current one)."""
         if self._threshold is not None:
             return self._threshold, "explicit"
-        calibrated = self.index.calibrated_threshold()
+        calibrated = (index or self.index).calibrated_threshold()
         if calibrated is None:
             return DEFAULT_THRESHOLD, "default"
         return calibrated, "index calibration.json"
@@ -195,8 +196,9 @@ class Assistant:
         question = check_question(question)
         if max_sentences < 1:
             raise BadInputError(f"max_sentences must be >= 1, got {max_sentences}")
-        retriever = self.retriever
-        threshold = self.threshold if threshold is None else threshold
+        retriever = self.retriever  # one index for the whole answer, even across a reload()
+        if threshold is None:
+            threshold = self.threshold_source(retriever.index)[0]
         qv = retriever.embed_question(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
         scores = score_sentences(retriever, question, qv, found)

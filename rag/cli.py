@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, help="sentences of overlap between chunks")
     p.add_argument("--rebuild", action="store_true", help="start over: re-chunk and re-embed all")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="then keep watching the seeds folder and update the index when files change",
+    )
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question (or a JSONL batch from stdin)")
@@ -159,8 +164,20 @@ def cmd_index(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         warn=lambda m: print(f"warning: {m}", file=sys.stderr),
     )
-    print(report)
+    print(report, flush=True)
+    if args.watch:
+        _watch(args.seeds, args.index)
     return 0
+
+
+def _watch(seeds: Path, index: Path) -> None:
+    """``rag index --watch``: a line per sync until Ctrl+C."""
+    from rag.watch import FolderWatcher, IndexSync
+
+    sync = IndexSync(seeds, index, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    print(f"watching {seeds}/ for changes (Ctrl+C to stop)", flush=True)
+    FolderWatcher(sync, on_sync=lambda r: print(r.line(), flush=True)).run()
+    print("stopped watching", flush=True)
 
 
 def _print_answer(answer) -> None:

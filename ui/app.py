@@ -16,8 +16,7 @@ import ipaddress
 import json
 import os
 import sys
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag.documents import SUPPORTED_SUFFIXES
@@ -36,7 +35,8 @@ EVAL_REPORTS = Path(".cache/ui-eval-reports")
 
 @dataclass
 class Service:
-    """What the handlers share: one Assistant, the folders, and the rebuild lock."""
+    """What the handlers (UI and HTTP API) share: one Assistant, the folders, and the
+    ``IndexSync`` that runs every rebuild."""
 
     assistant: object  # rag.answer.Assistant
     seeds_dir: Path
@@ -44,7 +44,20 @@ class Service:
     evals_dir: Path
     k: int
     mode: str
-    build_lock: threading.Lock = field(default_factory=threading.Lock)
+    sync: object | None = None  # rag.watch.IndexSync
+    #: True when a FolderWatcher syncs the index (``rag serve --watch``).
+    watching: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sync is None:
+            from rag.watch import IndexSync
+
+            self.sync = IndexSync(self.seeds_dir, self.index_dir, assistant=self.assistant)
+
+    def answer(self, question, *, k=None, mode=None, threshold=None):
+        """``Assistant.ask`` with the server's k and mode where the caller gives none."""
+        k = self.k if k is None else int(k)
+        return self.assistant.ask(question, k=k, mode=mode or self.mode, threshold=threshold)
 
     def status(self) -> tuple[dict, dict[str, str]]:
         """The manifest of the index being served, and each document's state against it."""
@@ -57,28 +70,13 @@ class Service:
             status = {s: "deleted" for s in manifest.get("documents", {})}
         return manifest, status
 
-    def rebuild(self, progress=None) -> str:
+    def rebuild(self, progress=None, trigger: str = "ui") -> str:
         """Bring the index up to date with the seeds folder and answer from it at once.
 
         Returns:
             The build's one-line summary, plus a line per skipped file.
         """
-        from rag.store import build_index, read_manifest
-
-        if not self.build_lock.acquire(blocking=False):
-            raise BadInputError("a rebuild is already running: wait for it to finish")
-        try:
-            if progress is not None:
-                progress(0.05, desc="Reading documents")
-            report = build_index(self.seeds_dir, self.index_dir, progress=progress is not None)
-            # Also pick up an index that `rag index` rebuilt while this one was being served.
-            if report.written or read_manifest(self.index_dir) != self.assistant.index.manifest:
-                if progress is not None:
-                    progress(0.95, desc="Loading the new index")
-                self.assistant.reload()
-        finally:
-            self.build_lock.release()
-        return "\n".join([str(report), *report.skipped])
+        return self.sync.run(trigger, progress=progress).log
 
 
 # --------------------------------------------------------------------------- handlers
@@ -147,8 +145,9 @@ def index_panel(service: Service) -> tuple[str, str, str]:
     from ui import render
 
     manifest, status = service.status()
+    sync = render.sync_html(service.sync.last, service.sync.running, service.watching)
     return (
-        render.index_summary_html(manifest, status),
+        render.index_summary_html(manifest, status) + sync,
         render.documents_table_html(manifest, status),
         render.header_html(manifest, status, service.seeds_dir.as_posix()),
     )
@@ -259,9 +258,8 @@ def build_app(service: Service):
         question: str, k: int | None = None, mode: str | None = None, threshold: float | None = None
     ) -> dict:
         """Answer one question; the JSON of `rag ask --json` (k and mode: the server's)."""
-        k, mode = service.k if k is None else int(k), mode or service.mode
         try:
-            return assistant.ask(question, k=k, mode=mode, threshold=threshold).to_dict()
+            return service.answer(question, k=k, mode=mode, threshold=threshold).to_dict()
         except (RagError, ValueError) as e:
             raise gr.Error(str(e)) from None
 
@@ -308,7 +306,7 @@ def build_app(service: Service):
             gr.Warning(f"Not added: {r}")
         lines = [f"added {name}" for name in saved] + [f"not added: {r}" for r in rejected]
         try:
-            lines.append(service.rebuild(progress))
+            lines.append(service.rebuild(progress, trigger="upload"))
         except (RagError, ValueError, OSError) as e:
             raise gr.Error(f"Saved {', '.join(saved)} but indexing failed: {e}") from None
         gr.Info(f"Added and indexed {', '.join(saved)}")
@@ -631,6 +629,11 @@ def register_cli(sub, common, retrieval) -> None:
         action="store_true",
         help="serve the index as it is, without updating it from the seeds folder",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the seeds folder: rebuild and swap in the index when files change",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -678,6 +681,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             warn=lambda m: print(f"warning: {m}", file=sys.stderr),
         )
         print(report, flush=True)
+    from ui import api
+
     service = Service(
         assistant=Assistant(args.index, threshold=args.threshold),
         seeds_dir=Path(args.seeds),
@@ -685,20 +690,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
         evals_dir=Path(args.evals),
         k=args.k,
         mode=args.mode,
+        watching=args.watch,
     )
+    service.sync.warn = lambda m: print(f"warning: {m}", file=sys.stderr, flush=True)
+    one_thread_per_request()
     # Load the model now, so the first question waits for retrieval only.
     service.assistant.retriever.embed_question("warm up")
     demo = build_app(service)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=MAX_QUEUE)
-    print(f"Serving {args.seeds}/ at http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
+    options = launch_options()
+    app = api.create_app(
+        service,
+        demo,
         auth=auth,
-        max_file_size=f"{UPLOAD_MB}mb",
-        footer_links=["api"],
-        quiet=True,
-        show_error=False,
-        **launch_options(),
+        gradio=dict(
+            max_file_size=f"{UPLOAD_MB}mb",
+            footer_links=["api"],
+            show_error=False,
+            theme=options["theme"],
+            css=options["css"],
+            head=options["head"],
+        ),
     )
+    watcher = None
+    if args.watch:
+        from rag.watch import FolderWatcher
+
+        watcher = FolderWatcher(service.sync, on_sync=lambda r: print(r.line(), flush=True))
+        watcher.start()
+    where = f"http://{args.host}:{args.port}"
+    print(
+        f"Serving {args.seeds}/ at {where} (API: {where}/docs"
+        f"{', watching the folder' if args.watch else ''}; Ctrl+C to stop)",
+        flush=True,
+    )
+    try:
+        api.serve(app, host=args.host, port=args.port)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return 0
+
+
+def one_thread_per_request() -> None:
+    """One torch thread per forward pass: the server answers several questions side by side
+    (the thread pool, the Gradio queue), and torch's own threads, spinning against each other
+    and the other requests, made one answer cost 300-700 ms of CPU instead of 15 ms on the
+    shared 2-core machine (README, "HTTP API")."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -483,3 +483,42 @@ def plots_html(paths) -> str:
         imgs.append(f'<img class="rag-plot" alt="{_attr(Path(p).stem)}" '
                     f'src="data:image/png;base64,{data}">')  # fmt: skip
     return f'<div class="rag-plots">{"".join(imgs)}</div>' if imgs else ""
+
+
+_TRIGGERS = {
+    "watch": "a change in the folder",
+    "ui": "Rebuild index",
+    "upload": "an upload",
+    "api": "POST /api/rebuild",
+}
+
+
+def sync_html(last, running: str | None, watching: bool) -> str:
+    """The Index tab's live-sync line: whether the folder is watched, and when the last sync
+    (or rebuild) ran, why, and what it did. ``last``: a ``rag.watch.SyncRecord`` or None."""
+    head = (
+        "Live sync on: the index follows the documents folder."
+        if watching
+        else "Live sync off (start with <code>rag serve --watch</code>)."
+    )
+    parts = [f'<div class="rag-sync-head">{head}</div>']
+    if running:
+        parts.append(f"<div>Syncing now, after {_text(_TRIGGERS.get(running, running))}…</div>")
+    if last is not None:
+        try:
+            at = datetime.fromisoformat(last.finished_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except ValueError:
+            at = last.finished_at
+        why = _TRIGGERS.get(last.trigger, last.trigger)
+        if last.changes:
+            why += f" ({', '.join(last.changes)})"
+        if last.ok:
+            what = str(last.report) + ("; now answering from it" if last.swapped else "")
+        else:
+            what = f"failed: {last.error}; still answering from the previous index"
+        parts.append(
+            f'<div class="rag-sync-last">Last sync {_text(at)}, after {_text(why)}: '
+            f"{_text(what)}.</div>"
+        )
+    cls = "rag-sync" + ("" if last is None or last.ok else " rag-stale")
+    return f'<div class="{cls}" id="rag-sync">{"".join(parts)}</div>'

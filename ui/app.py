@@ -29,6 +29,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: Events that answer questions run this many at a time (one shared model, 2+ cores).
 DEFAULT_CONCURRENCY = 4
 MAX_QUEUE = 64
+#: With --watch, each open page checks this often whether a sync started or ended.
+SYNC_POLL_SECONDS = 3.0
 #: Reports of runs started from the Eval tab (git-ignored; `rag eval` writes evals/reports).
 EVAL_REPORTS = Path(".cache/ui-eval-reports")
 
@@ -466,6 +468,24 @@ def build_app(service: Service):
         )
         gr.api(answer_json, api_name="answer", concurrency_id="ask")
         demo.load(do_refresh, None, panel_outputs, api_name="index_status", show_progress="hidden")
+        if service.watching:
+            # The panel follows the watcher's syncs: a cheap check every few seconds, and
+            # the panel (which hashes the folder) only when a sync started or ended.
+            seen = gr.State(service.sync.generation)
+
+            def do_tick(generation):
+                if generation == service.sync.generation:
+                    return gr.skip(), gr.skip(), gr.skip(), generation
+                return (*index_panel(service), service.sync.generation)
+
+            gr.Timer(SYNC_POLL_SECONDS).tick(
+                do_tick,
+                seen,
+                [*panel_outputs, seen],
+                api_visibility="private",
+                show_progress="hidden",
+                concurrency_id="ask",
+            )
         demo.load(
             do_threshold,
             None,

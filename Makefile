@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test eval index lint clean
+.PHONY: install run test eval index lint loadtest clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install
 eval: index
 	$(BIN)/rag eval evals/seed/questions.jsonl --name seed --compare hybrid,dense,bm25
 	$(BIN)/rag eval evals/squad-sample/questions.jsonl --seeds evals/squad-sample/corpus --name squad-sample --compare hybrid,dense,bm25,dense@k=1
+
+# 8 clients over HTTP for 60 s against `rag serve --watch` on 127.0.0.1 (a temp copy of seeds/),
+# with a document added mid-way; stops by itself. Numbers: evals/reports/loadtest/.
+loadtest: install
+	$(BIN)/python evals/loadtest.py --out evals/reports/loadtest/loadtest.json
 
 lint: install
 	$(BIN)/ruff check rag ui tests evals

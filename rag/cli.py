@@ -176,7 +176,10 @@ def _watch(seeds: Path, index: Path) -> None:
 
     sync = IndexSync(seeds, index, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     print(f"watching {seeds}/ for changes (Ctrl+C to stop)", flush=True)
-    FolderWatcher(sync, on_sync=lambda r: print(r.line(), flush=True)).run()
+    try:
+        FolderWatcher(sync, on_sync=lambda r: print(r.line(), flush=True)).run()
+    except KeyboardInterrupt:  # Ctrl+C in a build: the build is atomic, the index intact
+        pass
     print("stopped watching", flush=True)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,9 +81,9 @@ class SyncRecord:
 
     def line(self) -> str:
         """One line for a terminal: when, why, and what happened."""
-        why = f"{self.trigger}" + (f" ({', '.join(self.changes)})" if self.changes else "")
+        why = self.trigger + (f": {', '.join(self.changes)}" if self.changes else "")
         what = str(self.report) if self.report is not None else f"failed: {self.error}"
-        return f"[{self.finished_at[:19].replace('T', ' ')}] sync after {why}: {what}"
+        return f"[{self.finished_at[:19].replace('T', ' ')}] sync ({why}): {what}"
 
     def to_dict(self) -> dict:
         r = self.report
@@ -195,9 +196,10 @@ class IndexSync:
                     progress(0.95, desc="Loading the new index")
                 assistant.reload()  # loads aside, then swaps one reference
                 swapped = True
-        except (RagError, OSError, ValueError) as e:
+        except Exception as e:
+            error = str(e) if isinstance(e, RagError | OSError | ValueError) else repr(e)
             self._finish(SyncRecord(trigger, started, _now(), time.perf_counter() - t0,
-                                    error=str(e), changes=changes))  # fmt: skip
+                                    error=error, changes=changes))  # fmt: skip
             raise
         record = SyncRecord(
             trigger, started, _now(), time.perf_counter() - t0, report, None, changes, swapped
@@ -267,6 +269,28 @@ def describe(changes: Iterable[tuple[object, str]], seeds_dir: Path, limit: int 
     return tuple(items)
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``folder``, or None when it is missing."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _visible(root: Path) -> Callable[[object, str], bool]:
+    """watchfiles' filter: paths under ``root`` with no hidden part (as ``seed_files``)."""
+
+    def visible(_change, path: str) -> bool:
+        try:
+            parts = Path(path).relative_to(root).parts
+        except ValueError:
+            return False
+        return bool(parts) and not any(part.startswith(".") for part in parts)
+
+    return visible
+
+
 class FolderWatcher:
     """Syncs an ``IndexSync`` whenever its seeds folder changes, until ``stop()``.
 
@@ -291,37 +315,71 @@ class FolderWatcher:
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
-        """Watch until ``stop()`` (or Ctrl+C in the main thread, which returns quietly)."""
+        """Watch until ``stop()`` (or Ctrl+C in the main thread, which returns quietly).
+
+        Once the watch is set up it syncs once, quietly unless that changed something, to
+        catch a change made before (between the build of ``rag serve`` and the watcher's
+        start, say). If the seeds folder itself is removed, the watcher waits for it to come
+        back, then watches the new folder the same way.
+        """
         from watchfiles import watch
 
         seeds = self.sync.seeds_dir
         if not seeds.is_dir():
             raise RagError(f"seeds folder not found: {seeds} (create it or pass --seeds DIR)")
-        root = seeds.resolve()
-
-        def visible(_change, path: str) -> bool:
+        why = "started watching"
+        while not self._stop.is_set():
+            if not seeds.is_dir():
+                why = "re-created the folder"
+                self._stop.wait(1.0)
+                continue
+            root, watched = seeds.resolve(), _identity(seeds)
+            catch_up = True
             try:
-                parts = Path(path).relative_to(root).parts
-            except ValueError:
-                return False
-            return bool(parts) and not any(part.startswith(".") for part in parts)
+                for changes in watch(
+                    root,
+                    watch_filter=_visible(root),
+                    debounce=self.max_batch_ms,
+                    step=self.quiet_ms,
+                    stop_event=self._stop,
+                    rust_timeout=1_000,
+                    yield_on_timeout=True,  # an empty set: the watch is set up, nothing new
+                    raise_interrupt=False,
+                ):
+                    if not changes and not catch_up and _identity(seeds) == watched:
+                        continue
+                    if not wait_until_stable(seeds, quiet=self.stable_seconds, stop=self._stop):
+                        return
+                    if changes:
+                        self._sync(describe(changes, root))
+                    else:
+                        self._sync((why,), quiet=True)
+                    catch_up = False
+                    if _identity(seeds) != watched:
+                        # Removed (and maybe re-created): the inotify watch is on the old
+                        # folder. Watch the folder that is there now, or wait for one.
+                        why = "re-created the folder"
+                        break
+                else:
+                    return  # stop() or Ctrl+C
+            except (OSError, RuntimeError) as e:  # the folder vanished under watchfiles
+                if seeds.is_dir():
+                    raise RagError(f"cannot watch {seeds}: {e}") from None
 
-        for changes in watch(
-            root,
-            watch_filter=visible,
-            debounce=self.max_batch_ms,
-            step=self.quiet_ms,
-            stop_event=self._stop,
-            raise_interrupt=False,
-        ):
-            if not wait_until_stable(seeds, quiet=self.stable_seconds, stop=self._stop):
-                return
-            try:
-                record = self.sync.run("watch", wait=True, changes=describe(changes, root))
-            except (RagError, OSError, ValueError):
-                record = self.sync.last  # the error is recorded; the old index still serves
-            if self.on_sync is not None and record is not None:
-                self.on_sync(record)
+    def _sync(self, changes: tuple[str, ...], *, quiet: bool = False) -> None:
+        """One sync; ``on_sync`` hears of it unless ``quiet`` and it changed nothing."""
+        try:
+            record = self.sync.run("watch", wait=True, changes=changes)
+        except (RagError, OSError, ValueError):
+            record = self.sync.last  # the error is recorded; the old index still serves
+        except Exception:  # a bug: say so in the log and keep watching
+            traceback.print_exc()
+            record = self.sync.last
+        if record is None or self.on_sync is None:
+            return
+        if quiet and record.ok and not (record.report.written or record.swapped):
+            return
+        self.on_sync(record)
 
     def start(self) -> FolderWatcher:
         self._thread = threading.Thread(target=self.run, name="rag-watch", daemon=True)

@@ -183,6 +183,38 @@ def test_hidden_files_are_ignored(live):
     assert syncs.records == []
 
 
+def test_a_change_made_before_the_watch_began_is_caught_up(seeds_copy, tmp_path, embedder):
+    # `rag serve --watch` builds, then starts watching: a file saved in between is synced.
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    assistant = Assistant(index)
+    (seeds_copy / "glaciers.txt").write_text(GLACIER, encoding="utf-8")
+    syncs = Syncs()
+    sync = IndexSync(seeds_copy, index, assistant=assistant)
+    watcher = FolderWatcher(sync, on_sync=syncs, stable_seconds=0.5).start()
+    try:
+        r = syncs.wait(lambda r: r.report is not None and r.report.added)
+    finally:
+        watcher.stop()
+    assert r.report.added == ("glaciers.txt",) and r.changes == ("started watching",)
+    assert assistant.ask(GLACIER).citations[0].source == "glaciers.txt"
+
+
+def test_a_removed_and_re_created_folder_is_watched_again(live):
+    seeds, assistant, syncs = live
+    shutil.rmtree(seeds)
+    failed = syncs.wait(lambda r: not r.ok)
+    assert "seeds folder not found" in failed.error
+    assert "bees.md" in assistant.index.documents  # the old index still answers
+    seeds.mkdir()
+    (seeds / "glaciers.txt").write_text(GLACIER, encoding="utf-8")
+    r = syncs.wait(lambda r: r.ok and "glaciers.txt" in r.report.added + r.report.unchanged)
+    assert set(assistant.index.documents) == {"glaciers.txt"}
+    (seeds / "fjords.txt").write_text("Sognefjord is the longest fjord in Norway.\n")
+    syncs.wait(lambda r: r.ok and "fjords.txt" in r.report.added)  # watched again
+    assert r.changes in (("re-created the folder",), ("added glaciers.txt",))
+
+
 def test_one_sync_at_a_time_and_a_failed_one_keeps_the_old_index(seeds_copy, tmp_path, embedder):
     index = tmp_path / "index"
     build_index(seeds_copy, index)
@@ -335,7 +367,7 @@ def test_rag_index_watch_prints_a_line_per_sync(seeds_copy, tmp_path):
 
         wait_for("watching seeds/ for changes")
         (seeds_copy / "glaciers.txt").write_text(GLACIER, encoding="utf-8")
-        out = wait_for("sync after watch (added glaciers.txt): index updated: 1 added")
+        out = wait_for("sync (watch: added glaciers.txt): index updated: 1 added")
         assert "index rebuilt: 4 added" in out
         assert "glaciers.txt" in Index.load(project / "index").documents
         proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean stop

@@ -486,9 +486,9 @@ def plots_html(paths) -> str:
 
 
 _TRIGGERS = {
-    "watch": "a change in the folder",
+    "watch": "watcher",
     "ui": "Rebuild index",
-    "upload": "an upload",
+    "upload": "upload",
     "api": "POST /api/rebuild",
 }
 
@@ -503,7 +503,7 @@ def sync_html(last, running: str | None, watching: bool) -> str:
     )
     parts = [f'<div class="rag-sync-head">{head}</div>']
     if running:
-        parts.append(f"<div>Syncing now, after {_text(_TRIGGERS.get(running, running))}…</div>")
+        parts.append(f"<div>Syncing now ({_text(_TRIGGERS.get(running, running))})…</div>")
     if last is not None:
         try:
             at = datetime.fromisoformat(last.finished_at).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -511,14 +511,13 @@ def sync_html(last, running: str | None, watching: bool) -> str:
             at = last.finished_at
         why = _TRIGGERS.get(last.trigger, last.trigger)
         if last.changes:
-            why += f" ({', '.join(last.changes)})"
+            why += f": {', '.join(last.changes)}"
         if last.ok:
             what = str(last.report) + ("; now answering from it" if last.swapped else "")
         else:
             what = f"failed: {last.error}; still answering from the previous index"
         parts.append(
-            f'<div class="rag-sync-last">Last sync {_text(at)}, after {_text(why)}: '
-            f"{_text(what)}.</div>"
+            f'<div class="rag-sync-last">Last sync {_text(at)} ({_text(why)}): {_text(what)}.</div>'
         )
     cls = "rag-sync" + ("" if last is None or last.ok else " rag-stale")
     return f'<div class="{cls}" id="rag-sync">{"".join(parts)}</div>'

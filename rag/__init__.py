@@ -1,19 +1,36 @@
-"""Retrieval-augmented Q&A that answers with the exact sentences of your documents."""
+"""Retrieval-augmented Q&A that answers with the exact sentences of your documents.
 
-from rag.answer import Answer, Assistant, Citation
-from rag.chunking import Chunk, chunk_document
-from rag.documents import Document, load_documents
-from rag.embedding import Embedder
-from rag.errors import (
-    BadInputError,
-    EmptyQuestionError,
-    IndexMismatchError,
-    IndexNotFoundError,
-    RagError,
-)
-from rag.retrieval import Hit, Retriever
-from rag.settings import IndexSettings
-from rag.store import BuildReport, Index, build_index, index_status
+The names below load on first use (PEP 562), so ``import rag.cli`` for ``rag --help`` or
+``rag status`` does not pull in numpy, FAISS, bm25s or the embedding model's stack.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+_WHERE = {
+    "Answer": "rag.answer",
+    "Assistant": "rag.answer",
+    "Citation": "rag.answer",
+    "Chunk": "rag.chunking",
+    "chunk_document": "rag.chunking",
+    "Document": "rag.documents",
+    "load_documents": "rag.documents",
+    "Embedder": "rag.embedding",
+    "BadInputError": "rag.errors",
+    "EmptyQuestionError": "rag.errors",
+    "IndexMismatchError": "rag.errors",
+    "IndexNotFoundError": "rag.errors",
+    "RagError": "rag.errors",
+    "Hit": "rag.retrieval",
+    "Retriever": "rag.retrieval",
+    "IndexSettings": "rag.settings",
+    "BuildReport": "rag.store",
+    "Index": "rag.store",
+    "build_index": "rag.store",
+    "index_status": "rag.store",
+}
 
 __all__ = [
     "Answer",
@@ -37,3 +54,32 @@ __all__ = [
     "index_status",
     "load_documents",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(_WHERE[name]), name)
+        globals()[name] = value  # once
+        return value
+    raise AttributeError(f"module 'rag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:
+    from rag.answer import Answer, Assistant, Citation
+    from rag.chunking import Chunk, chunk_document
+    from rag.documents import Document, load_documents
+    from rag.embedding import Embedder
+    from rag.errors import (
+        BadInputError,
+        EmptyQuestionError,
+        IndexMismatchError,
+        IndexNotFoundError,
+        RagError,
+    )
+    from rag.retrieval import Hit, Retriever
+    from rag.settings import IndexSettings
+    from rag.store import BuildReport, Index, build_index, index_status

@@ -25,13 +25,24 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from threading import Lock
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Span
 from rag.errors import BadInputError
-from rag.retrieval import DEFAULT_K, DEFAULT_MODE, Hit, Retriever, check_question, terms
-from rag.store import Index
+from rag.inputs import check_k, check_threshold
+from rag.retrieval import (
+    DEFAULT_K,
+    DEFAULT_MODE,
+    Hit,
+    Retriever,
+    check_question,
+    terms,
+)
+
+if TYPE_CHECKING:  # numpy and FAISS load with an index (reload), not with this module
+    import numpy as np
+
+    from rag.store import Index
 
 W_DENSE = 0.5
 W_LEXICAL = 0.5
@@ -145,12 +156,14 @@ class Assistant:
     ) -> None:
         self.index_dir = Path(index_dir)
         self._model = model
-        self._threshold = threshold
+        self._threshold = None if threshold is None else check_threshold(threshold)
         self._lock = Lock()
         self.reload()
 
     def reload(self) -> None:
         """Load the index from disk again (after ``rag index``)."""
+        from rag.store import Index
+
         index = Index.load(self.index_dir, model=self._model)
         retriever = Retriever(index)
         with self._lock:
@@ -196,9 +209,11 @@ class Assistant:
         question = check_question(question)
         if max_sentences < 1:
             raise BadInputError(f"max_sentences must be >= 1, got {max_sentences}")
+        k = check_k(k)
         retriever = self.retriever  # one index for the whole answer, even across a reload()
         if threshold is None:
             threshold = self.threshold_source(retriever.index)[0]
+        threshold = check_threshold(threshold)
         qv = retriever.embed_question(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
         scores = score_sentences(retriever, question, qv, found)

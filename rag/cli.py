@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from rag.display import printable
 from rag.errors import BadInputError, RagError
 
 EXIT_ERROR = 1
@@ -34,11 +35,12 @@ def _positive(value: str) -> int:
 
 
 def _unit(value: str) -> float:
+    from rag.inputs import check_threshold
+
     try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    return x
+        return check_threshold(float(value))
+    except ValueError as e:  # not a number, NaN or infinite
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}") from e
 
 
 def _common(
@@ -162,9 +164,9 @@ def cmd_index(args) -> int:
         settings=settings,
         rebuild=args.rebuild,
         progress=not args.quiet and sys.stderr.isatty(),
-        warn=lambda m: print(f"warning: {m}", file=sys.stderr),
+        warn=lambda m: print(f"warning: {printable(m)}", file=sys.stderr),
     )
-    print(report, flush=True)
+    print(printable(report, keep_lines=True), flush=True)
     if args.watch:
         _watch(args.seeds, args.index)
     return 0
@@ -174,17 +176,21 @@ def _watch(seeds: Path, index: Path) -> None:
     """``rag index --watch``: a line per sync until Ctrl+C."""
     from rag.watch import FolderWatcher, IndexSync
 
-    sync = IndexSync(seeds, index, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
-    print(f"watching {seeds}/ for changes (Ctrl+C to stop)", flush=True)
+    def warn(message: str) -> None:
+        print(f"warning: {printable(message)}", file=sys.stderr)
+
+    sync = IndexSync(seeds, index, warn=warn)
+    print(f"watching {printable(str(seeds))}/ for changes (Ctrl+C to stop)", flush=True)
     try:
-        FolderWatcher(sync, on_sync=lambda r: print(r.line(), flush=True)).run()
+        FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True)).run()
     except KeyboardInterrupt:  # Ctrl+C in a build: the build is atomic, the index intact
         pass
     print("stopped watching", flush=True)
 
 
 def _print_answer(answer) -> None:
-    print(answer.answer)
+    # Names and sentences come from the documents: escape what could drive the terminal.
+    print(printable(answer.answer, keep_lines=True))
     if not answer.citations:
         return
     print()
@@ -193,10 +199,10 @@ def _print_answer(answer) -> None:
     for c in answer.citations:
         where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
         print(
-            f"  [{c.n}] {c.source}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
+            f"  [{c.n}] {printable(c.source)}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
             f"(score {c.score:.2f})"
         )
-        print(f"      {' '.join(c.sentence.split())}")
+        print(f"      {printable(' '.join(c.sentence.split()))}")
 
 
 def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> None:
@@ -210,14 +216,13 @@ def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> Non
     except (RagError, OSError):
         return
     if stale:
-        print(
-            f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: {fix}",
-            file=sys.stderr,
-        )
+        note = f"note: {len(stale)} document(s) in {seeds}/ changed since {index}/ was built: {fix}"
+        print(printable(note), file=sys.stderr)
 
 
 def cmd_ask(args) -> int:
     from rag.answer import Assistant
+    from rag.inputs import BadLineError, error_record, read_question_lines
     from rag.retrieval import check_question
 
     if args.jsonl:
@@ -239,25 +244,16 @@ def cmd_ask(args) -> int:
         return 0
 
     failures = 0
-    for lineno, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        qid, question = None, line.strip()
+    # Bytes, decoded line by line: one undecodable line gets an error, the batch goes on.
+    for item in read_question_lines(sys.stdin.buffer):
         try:
-            if question.startswith("{"):
-                try:
-                    obj = json.loads(question)
-                except json.JSONDecodeError as e:
-                    raise BadInputError(f"not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict) or "question" not in obj:
-                    raise BadInputError('a JSON line needs a "question" field')
-                qid, question = obj.get("id"), obj["question"]
-            answer = assistant.ask(question, id=qid, **opts)
-            out = answer.to_dict()
+            if isinstance(item, BadLineError):
+                raise item
+            out = assistant.ask(item.question, id=item.id, **opts).to_dict()
         except (RagError, ValueError) as e:
             failures += 1
-            print(f"rag: line {lineno}: {e}", file=sys.stderr)
-            out = {"id": qid, "question": question, "error": str(e)}
+            print(f"rag: line {item.lineno}: {printable(e)}", file=sys.stderr)
+            out = error_record(e, id=item.id, question=item.question)
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     return EXIT_ERROR if failures else 0
@@ -284,7 +280,7 @@ def cmd_status(args) -> int:
     docs = manifest.get("documents", {})
     for source, state in sorted(status.items()):
         chunks = docs.get(source, {}).get("chunks", "-")
-        print(f"{state:8} {chunks!s:>6}  {source}")
+        print(f"{state:8} {chunks!s:>6}  {printable(source)}")
     if manifest and damaged is None:
         s = manifest["settings"]
         print(
@@ -292,9 +288,9 @@ def cmd_status(args) -> int:
             f"{s['overlap_sentences']}, built {manifest['built_at']}"
         )
     elif damaged is None:
-        print(f"no index in {args.index}/: run `rag index`")
+        print(printable(f"no index in {args.index}/: run `rag index`"))
     if damaged is not None:
-        print(f"rag: {damaged}", file=sys.stderr)
+        print(f"rag: {printable(str(damaged))}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 
@@ -310,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rag: interrupted", file=sys.stderr)
         return 130
     except (RagError, ValueError, OSError) as e:
-        print(f"rag: {e}", file=sys.stderr)
+        print(f"rag: {printable(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -7,13 +7,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk
-from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
-from rag.store import Index
+from rag.inputs import check_k, check_text
+
+if TYPE_CHECKING:  # numpy, FAISS and torch load with an index, not with this module
+    import numpy as np
+
+    from rag.embedding import Embedder
+    from rag.store import Index
 
 MODES = ("hybrid", "dense", "bm25")
 #: Chosen on the SQuAD sample (evals/reports): see README "Retrieval".
@@ -67,6 +71,8 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
         import bm25s
 
+        from rag.embedding import Embedder
+
         self.index = index
         self.embedder = embedder or Embedder(index.settings.model)
         chunk_terms = [terms(c.text) for c in index.chunks]
@@ -106,8 +112,7 @@ class Retriever:
             stored under two files is returned once, under the better-ranked one).
         """
         question = check_question(question)
-        if k < 1:
-            raise BadInputError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         if mode not in MODES:
             raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         n = len(self.index.chunks)
@@ -140,7 +145,7 @@ class Retriever:
         return hits
 
     def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        scores, ids = self.index.faiss_index.search(qv[None, :].astype(np.float32), depth)
+        scores, ids = self.index.faiss_index.search(qv[None, :].astype("float32"), depth)
         # FAISS pads with -1 when it has fewer than ``depth`` vectors: never let them through.
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
@@ -154,7 +159,15 @@ class Retriever:
 
 
 def check_question(question: object) -> str:
-    """The question stripped, or EmptyQuestionError."""
-    if not isinstance(question, str) or not question.strip():
+    """The question stripped.
+
+    Raises:
+        EmptyQuestionError: no text.
+        BadInputError: not a string, or text holding an undecodable byte or a lone
+            surrogate (refused rather than repaired: see ``rag.inputs``).
+    """
+    if question is not None and not isinstance(question, str):
+        raise BadInputError(f"the question must be text, got {type(question).__name__}")
+    if not question or not question.strip():
         raise EmptyQuestionError("the question is empty: type a question")
-    return question.strip()
+    return check_text(question.strip())

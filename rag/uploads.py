@@ -34,6 +34,11 @@ _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+class UploadExistsError(BadInputError, FileExistsError):
+    """A document of that name is already there; the same upload with ``overwrite=True``
+    replaces it (so a UI keeps the upload for that second try)."""
+
+
 def safe_name(filename: str) -> str:
     """The name an uploaded ``filename`` is saved under in the seeds folder.
 
@@ -87,8 +92,8 @@ def save_upload(
         The saved file: ``seeds_dir / safe_name(filename)``.
 
     Raises:
-        BadInputError: a bad name or type, too large, already there (without
-            ``overwrite``), or not readable as a document.
+        UploadExistsError: already there (without ``overwrite``).
+        BadInputError: a bad name or type, too large, or not readable as a document.
     """
     seeds_dir = Path(seeds_dir)
     name = safe_name(filename)
@@ -105,13 +110,15 @@ def save_upload(
         raise BadInputError(f"seeds folder not found: {seeds_dir}")
     dest = seeds_dir / name
     if dest.exists() and not overwrite:
-        raise BadInputError(
+        raise UploadExistsError(
             f"{name} already exists in {seeds_dir}/: choose to replace it, or rename the file"
         )
 
     # A hidden temporary name: the indexer skips it if it runs meanwhile.
     fd, tmp_name = tempfile.mkstemp(prefix=".upload-", suffix=f"-{name}", dir=seeds_dir)
-    tmp = Path(tmp_name)
+    # mkstemp returns an absolute path even for a relative ``dir``; spell it under
+    # ``seeds_dir`` as given, so that reading it relative to ``seeds_dir`` works either way.
+    tmp = seeds_dir / Path(tmp_name).name
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -128,7 +135,7 @@ def save_upload(
             try:
                 os.link(tmp, dest)  # fails if dest appeared meanwhile: never a silent replace
             except FileExistsError:
-                raise BadInputError(
+                raise UploadExistsError(
                     f"{name} already exists in {seeds_dir}/: choose to replace it, "
                     "or rename the file"
                 ) from None

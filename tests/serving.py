@@ -37,9 +37,13 @@ def start_server(
     *extra: str,
     questions: Sequence[Mapping],
     files: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str, Path]:
     """``rag serve`` under ``base`` on a copy of ``corpus`` plus HARBOUR and ``files``, with
-    ``questions`` as the Eval tab's one set (evals/tiny). Returns (process, url, seeds)."""
+    ``questions`` as the Eval tab's one set (evals/tiny). Returns (process, url, seeds).
+
+    Run as ``make run`` runs it: from ``base``, with the relative folders seeds/, index/ and
+    evals/ (``seeds`` is returned absolute, for the tests to look into)."""
     seeds = base / "seeds"
     shutil.copytree(corpus, seeds)
     for name, text in {"harbour.txt": HARBOUR, **(files or {})}.items():
@@ -51,10 +55,14 @@ def start_server(
     )
     port = free_port()
     log = (base / "server.log").open("w")
-    cmd = [sys.executable, "-m", "rag", "serve", "--seeds", str(seeds), "--index",
-           str(base / "index"), "--evals", str(base / "evals"), "--port", str(port),
-           *extra]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    cmd = [sys.executable, "-m", "rag", "serve", "--seeds", "seeds", "--index", "index",
+           "--evals", "evals", "--port", str(port), *extra]  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
+    }
     proc = subprocess.Popen(cmd, cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + STARTUP_SECONDS

@@ -209,8 +209,17 @@ def status_dict(service) -> dict:
         ],
         "watching": service.watching,
         "rebuild_running": sync.running is not None,
-        "last_sync": sync.last.to_dict() if sync.last is not None else None,
+        "last_sync": _sync_dict(sync.last, service.message),
     }
+
+
+def _sync_dict(record, message) -> dict | None:
+    if record is None:
+        return None
+    out = record.to_dict()
+    if out["error"] is not None:
+        out["error"] = message(out["error"])  # no server paths in a response
+    return out
 
 
 def api_router(service):
@@ -246,7 +255,7 @@ def api_router(service):
         try:
             result = await run_in_threadpool(answer, req)
         except (RagError, ValueError) as e:
-            raise refused(e) from None
+            raise refused(e, service.message(e)) from None
         return JSONResponse(result.to_dict())
 
     @router.get("/api/status", summary="The index being served and each document's state")
@@ -254,7 +263,7 @@ def api_router(service):
         try:
             return JSONResponse(status_dict(service))
         except (RagError, OSError) as e:
-            raise refused(e) from None
+            raise refused(e, service.message(e)) from None
 
     @router.post(
         "/api/rebuild",
@@ -290,13 +299,13 @@ def api_router(service):
     return router
 
 
-def refused(exc: Exception) -> ApiError:
-    """The ApiError for one of our errors (whose message is one line that names the fix)."""
+def refused(exc: Exception, message: str) -> ApiError:
+    """The ApiError for one of our errors; ``message``: its one line, as shown to users."""
     if isinstance(exc, IndexBusyError):
-        return ApiError(409, str(exc))
+        return ApiError(409, message)
     if isinstance(exc, ValueError) and not isinstance(exc, IndexMismatchError):
-        return ApiError(422, str(exc))  # BadInputError, EmptyQuestionError: the request
-    return ApiError(503, str(exc))  # the index is missing or damaged: not the caller's fault
+        return ApiError(422, message)  # BadInputError, EmptyQuestionError: the request
+    return ApiError(503, message)  # the index is missing or damaged: not the caller's fault
 
 
 def _api_error(_request, exc: ApiError):

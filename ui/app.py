@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.display import public_message, without_surrogates
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadInputError, RagError
 from rag.uploads import MAX_UPLOAD_BYTES
@@ -33,6 +34,10 @@ MAX_QUEUE = 64
 SYNC_POLL_SECONDS = 3.0
 #: Reports of runs started from the Eval tab (git-ignored; `rag eval` writes evals/reports).
 EVAL_REPORTS = Path(".cache/ui-eval-reports")
+#: Gradio's temporary copies of uploads: swept every 15 minutes once an hour old (the
+#: handler also removes each one it has dealt with; this catches the rest, such as files
+#: the upload field refused by type before the handler ran).
+UPLOAD_CACHE = (15 * 60, 60 * 60)
 
 
 @dataclass
@@ -60,6 +65,11 @@ class Service:
         """``Assistant.ask`` with the server's k and mode where the caller gives none."""
         k = self.k if k is None else int(k)
         return self.assistant.ask(question, k=k, mode=mode or self.mode, threshold=threshold)
+
+    def message(self, error: object) -> str:
+        """``error`` for the browser: paths relative to the folders the user named."""
+        folders = {"seeds": self.seeds_dir, "index": self.index_dir, "evals": self.evals_dir}
+        return public_message(error, {p.name or n: p for n, p in folders.items()})
 
     def status(self) -> tuple[dict, dict[str, str]]:
         """The manifest of the index being served, and each document's state against it."""
@@ -147,7 +157,9 @@ def index_panel(service: Service) -> tuple[str, str, str]:
     from ui import render
 
     manifest, status = service.status()
-    sync = render.sync_html(service.sync.last, service.sync.running, service.watching)
+    sync = render.sync_html(
+        service.sync.last, service.sync.running, service.watching, message=service.message
+    )
     return (
         render.index_summary_html(manifest, status) + sync,
         render.documents_table_html(manifest, status),
@@ -245,12 +257,14 @@ def build_app(service: Service):
             gr.Warning("Type a question first.")
             return history, question or ""
         question = question.strip()
-        history.append({"role": "user", "content": render.question_html(question)})
+        # Shown with U+FFFD for an undecodable byte (which ask() then refuses with a reason).
+        shown = without_surrogates(question)
+        history.append({"role": "user", "content": render.question_html(shown)})
         try:
             answer = assistant.ask(question, k=int(k), mode=mode, threshold=float(threshold))
         except (RagError, ValueError) as e:
-            gr.Warning(str(e))
-            history.append({"role": "assistant", "content": render.error_html(str(e))})
+            gr.Warning(service.message(e))
+            history.append({"role": "assistant", "content": render.error_html(service.message(e))})
             return history, ""
         content = render.answer_html(answer, assistant.index.documents)
         history.append({"role": "assistant", "content": content})
@@ -263,7 +277,7 @@ def build_app(service: Service):
         try:
             return service.answer(question, k=k, mode=mode, threshold=threshold).to_dict()
         except (RagError, ValueError) as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(service.message(e)) from None
 
     def do_open(payload):
         return open_source(service, payload)
@@ -279,19 +293,19 @@ def build_app(service: Service):
         try:
             log = service.rebuild(progress)
         except (RagError, ValueError, OSError) as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(service.message(e)) from None
         gr.Info(log.splitlines()[0])
         return (gr.HTML(render.build_log_html(log), visible=True), *index_panel(service))
 
     def do_upload(files, overwrite, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        from rag.uploads import save_upload
+        from rag.uploads import UploadExistsError, save_upload
 
         files = [f for f in (files or []) if f]
         if not files:
             raise gr.Error(f"Choose one or more files to add ({' '.join(SUPPORTED_SUFFIXES)}).")
         saved, rejected = [], []
         for f in files:
-            path = Path(f)
+            path, keep = Path(f), False
             try:
                 dest = save_upload(
                     service.seeds_dir,
@@ -301,7 +315,11 @@ def build_app(service: Service):
                 )
                 saved.append(dest.name)
             except (RagError, ValueError, OSError) as e:
-                rejected.append(str(e))
+                rejected.append(service.message(e))
+                keep = isinstance(e, UploadExistsError)  # "Replace" and Add again may follow
+            finally:
+                if not keep:  # saved into seeds/, or refused for good: not kept either way
+                    _discard_upload(path)
         if not saved:
             raise gr.Error("Not added: " + "; ".join(rejected))
         for r in rejected:
@@ -310,13 +328,19 @@ def build_app(service: Service):
         try:
             lines.append(service.rebuild(progress, trigger="upload"))
         except (RagError, ValueError, OSError) as e:
-            raise gr.Error(f"Saved {', '.join(saved)} but indexing failed: {e}") from None
+            raise gr.Error(
+                f"Saved {', '.join(saved)} but indexing failed: {service.message(e)}"
+            ) from None
         gr.Info(f"Added and indexed {', '.join(saved)}")
         log = render.build_log_html("\n".join(lines))
         return (gr.HTML(log, visible=True), None, *index_panel(service))
 
     summary0, table0, header0 = index_panel(service)
-    with gr.Blocks(title=f"{render.APP_NAME} · ask your documents", fill_width=True) as demo:
+    with gr.Blocks(
+        title=f"{render.APP_NAME} · ask your documents",
+        fill_width=True,
+        delete_cache=UPLOAD_CACHE,
+    ) as demo:
         header = gr.HTML(
             header0,
             elem_id="rag-header",
@@ -569,7 +593,7 @@ def _eval_tab(service: Service) -> None:
                 progress=tick,
             )
         except (RagError, ValueError, OSError) as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(service.message(e)) from None
         return (
             render.eval_summary_html(rep.rows[0] if rep.rows else {}, str(rep.report_dir)),
             render.plots_html(rep.plots),
@@ -586,6 +610,17 @@ def _eval_tab(service: Service) -> None:
         concurrency_limit=1,
         concurrency_id="eval",
     )
+
+
+def _discard_upload(path: Path) -> None:
+    """Remove Gradio's temporary copy of an upload; never a file outside its upload folder."""
+    from gradio.utils import get_upload_folder
+
+    try:
+        if Path(get_upload_folder()).resolve() in path.resolve().parents:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _question_sets(evals_dir: Path) -> list[tuple[str, str]]:
@@ -679,12 +714,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rag.answer import Assistant
+    from rag.inputs import check_threshold
     from rag.store import build_index
 
     if not 1 <= args.port <= 65535:
         raise BadInputError(f"--port must be 1..65535, got {args.port}")
     if args.concurrency < 1:
         raise BadInputError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.threshold is not None:
+        check_threshold(args.threshold)  # before the build, not after it
     auth = parse_auth(args.auth or os.environ.get("RAG_AUTH"))
     if not is_loopback(args.host) and auth is None:
         print(

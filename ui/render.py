@@ -493,9 +493,10 @@ _TRIGGERS = {
 }
 
 
-def sync_html(last, running: str | None, watching: bool) -> str:
+def sync_html(last, running: str | None, watching: bool, message=str) -> str:
     """The Index tab's live-sync line: whether the folder is watched, and when the last sync
-    (or rebuild) ran, why, and what it did. ``last``: a ``rag.watch.SyncRecord`` or None."""
+    (or rebuild) ran, why, and what it did. ``last``: a ``rag.watch.SyncRecord`` or None;
+    ``message``: how an error is shown (``Service.message``: no server paths)."""
     head = (
         "Live sync on: the index follows the documents folder."
         if watching
@@ -515,7 +516,7 @@ def sync_html(last, running: str | None, watching: bool) -> str:
         if last.ok:
             what = str(last.report) + ("; now answering from it" if last.swapped else "")
         else:
-            what = f"failed: {last.error}; still answering from the previous index"
+            what = f"failed: {message(last.error)}; still answering from the previous index"
         parts.append(
             f'<div class="rag-sync-last">Last sync {_text(at)} ({_text(why)}): {_text(what)}.</div>'
         )

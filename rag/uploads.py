@@ -97,22 +97,12 @@ def save_upload(
     """
     seeds_dir = Path(seeds_dir)
     name = safe_name(filename)
-    if isinstance(data_or_path, (str, Path)):
-        size = Path(data_or_path).stat().st_size
-        if size > max_bytes:
-            raise BadInputError(_too_large(name, size, max_bytes))
-        data = Path(data_or_path).read_bytes()
-    else:
-        data = bytes(data_or_path)
-    if len(data) > max_bytes:
-        raise BadInputError(_too_large(name, len(data), max_bytes))
+    data = _upload_bytes(name, data_or_path, max_bytes)
     if not seeds_dir.is_dir():
         raise BadInputError(f"seeds folder not found: {seeds_dir}")
     dest = seeds_dir / name
     if dest.exists() and not overwrite:
-        raise UploadExistsError(
-            f"{name} already exists in {seeds_dir}/: choose to replace it, or rename the file"
-        )
+        raise _exists(name, seeds_dir)
 
     # A hidden temporary name: the indexer skips it if it runs meanwhile.
     fd, tmp_name = tempfile.mkstemp(prefix=".upload-", suffix=f"-{name}", dir=seeds_dir)
@@ -135,13 +125,30 @@ def save_upload(
             try:
                 os.link(tmp, dest)  # fails if dest appeared meanwhile: never a silent replace
             except FileExistsError:
-                raise UploadExistsError(
-                    f"{name} already exists in {seeds_dir}/: choose to replace it, "
-                    "or rename the file"
-                ) from None
+                raise _exists(name, seeds_dir) from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def _upload_bytes(name: str, data_or_path: bytes | str | Path, max_bytes: int) -> bytes:
+    """The upload's bytes; a file over ``max_bytes`` is refused before it is read."""
+    if isinstance(data_or_path, (str, Path)):
+        size = Path(data_or_path).stat().st_size
+        if size > max_bytes:
+            raise BadInputError(_too_large(name, size, max_bytes))
+        data = Path(data_or_path).read_bytes()
+    else:
+        data = bytes(data_or_path)
+    if len(data) > max_bytes:
+        raise BadInputError(_too_large(name, len(data), max_bytes))
+    return data
+
+
+def _exists(name: str, seeds_dir: Path) -> UploadExistsError:
+    return UploadExistsError(
+        f"{name} already exists in {seeds_dir}/: choose to replace it, or rename the file"
+    )
 
 
 def _too_large(name: str, size: int, limit: int) -> str:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from rag.documents import seed_files, source_name
 from rag.errors import IndexBusyError, RagError
-from rag.store import BuildReport, build_index, read_manifest
+from rag.indexing import BuildReport, build_index
+from rag.store import read_manifest
 
 #: A burst of file events ends after this many milliseconds without a new one ...
 QUIET_MS = 300
@@ -120,7 +121,8 @@ class IndexSync:
     warn: Callable[[str], None] | None = None
     last: SyncRecord | None = None
     generation: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Held while a run is in progress.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _running: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -152,17 +154,17 @@ class IndexSync:
             RagError, OSError, ValueError: the build failed; the old index is still served
                 and ``last`` records the error.
         """
-        if not self._lock.acquire(blocking=wait):
+        if not self.lock.acquire(blocking=wait):
             raise IndexBusyError(BUSY_MESSAGE)
         try:
             return self._run(trigger, tuple(changes), progress)
         finally:
-            self._lock.release()
+            self.lock.release()
 
     def start(self, trigger: str) -> bool:
         """Start a run in a background thread; False (and nothing started) when one is
         already in progress."""
-        if not self._lock.acquire(blocking=False):
+        if not self.lock.acquire(blocking=False):
             return False
         self._running = trigger
 
@@ -172,7 +174,7 @@ class IndexSync:
             except (RagError, OSError, ValueError):
                 pass  # recorded in self.last
             finally:
-                self._lock.release()
+                self.lock.release()
 
         threading.Thread(target=work, name=f"rag-sync-{trigger}", daemon=True).start()
         return True

@@ -15,6 +15,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "corpus"
+SQUAD = ROOT / "evals" / "squad-sample"
+SMOKE_SET = SQUAD / "smoke.jsonl"
+SMOKE_CORPUS = SQUAD / "smoke-corpus"
+SMOKE_FLOORS = SQUAD / "smoke-floors.json"
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +39,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory, embedder) -> tuple[Path, Path]:
     """(seeds, index) for the test corpus, built once. Treat both as read-only."""
-    from rag.store import build_index
+    from rag.indexing import build_index
 
     base = tmp_path_factory.mktemp("built")
     seeds, index = base / "seeds", base / "index"
@@ -75,3 +79,21 @@ def run_rag(*args: str, input: str | None = None, cwd: Path | None = None, timeo
 @pytest.fixture(scope="session")
 def rag_cli():
     return run_rag
+
+
+@pytest.fixture(scope="session")
+def squad_smoke(tmp_path_factory, embedder):
+    """The SQuAD smoke subset: hybrid at k=10 (today's setting) and dense at k=1 (broken).
+
+    Run once, read by the runner tests (floors, cache) and the report tests (numbers).
+    """
+    from rag.evaluation import run_eval
+
+    base = tmp_path_factory.mktemp("squad-smoke")
+    return run_eval(
+        SMOKE_SET,
+        seeds=SMOKE_CORPUS,
+        modes="hybrid,dense@k=1",
+        reports_dir=base / "reports",
+        cache_dir=base / "cache",
+    )

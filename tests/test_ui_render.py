@@ -12,7 +12,7 @@ import pytest
 
 from rag.answer import Answer, Citation
 from rag.documents import Document
-from ui import render
+from ui import panels, render
 
 SCRIPT_TEXT = (
     "Harbour notes\n\n"
@@ -88,7 +88,7 @@ def test_document_text_is_never_markup():
     for markup in (
         render.answer_html(answer, docs),
         render.viewer_html(docs["notes.md"], excerpt=(0, 50), highlight=hl),
-        render.documents_table_html({"documents": {}}, {"<img src=x onerror=alert(1)>.md": "new"}),
+        panels.documents_table_html({"documents": {}}, {"<img src=x onerror=alert(1)>.md": "new"}),
     ):
         assert "<script" not in markup and "<img" not in markup
         assert "&lt;script&gt;" in markup or "&lt;img" in markup
@@ -140,22 +140,3 @@ def test_viewer_windows_a_huge_document():
 @pytest.mark.parametrize("bad", ["", "rag-c-", "rag-c-!!!", "rag-c-bm90IGpzb24", "hello"])
 def test_bad_cite_tokens_are_refused(bad):
     assert render.read_cite_token(bad) is None
-
-
-def test_index_panel_reports_state_and_settings(built_index):
-    from rag.store import index_status, read_manifest
-
-    seeds, index = built_index
-    manifest = read_manifest(index)
-    status = index_status(seeds, index)
-    summary = render.index_summary_html(manifest, status)
-    assert "Up to date" in summary and manifest["settings"]["model"] in summary
-    status = {**status, "new.txt": "new", "volcanoes.txt": "changed"}
-    summary = render.index_summary_html(manifest, status)
-    assert "Out of date" in summary and "1 changed" in summary and "1 new" in summary
-    table = render.documents_table_html(manifest, status)
-    for source in status:
-        assert html.escape(source) in table
-    assert "rag-state-new" in table and "rag-state-changed" in table
-    head = render.header_html(manifest, status, "seeds")
-    assert "2 documents changed since the last build" in head

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag.errors import BadInputError
@@ -103,3 +105,17 @@ def test_unreadable_documents_never_land(tmp_path, name, data, reason):
 def test_missing_seeds_folder(tmp_path):
     with pytest.raises(BadInputError, match="seeds folder not found"):
         save_upload(tmp_path / "nope", "a.txt", b"text")
+
+
+# --- issue 9 (hardening) -----------------------------------------------------------
+
+
+def test_upload_into_a_relative_seeds_folder_as_make_run_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("seeds").mkdir()
+    dest = save_upload("seeds", "ok.txt", b"Hello.\n")
+    assert dest == Path("seeds/ok.txt")
+    assert (tmp_path / "seeds" / "ok.txt").read_bytes() == b"Hello.\n"
+    assert [p.name for p in (tmp_path / "seeds").iterdir()] == ["ok.txt"]  # no temp left
+    with pytest.raises(BadInputError, match="already exists in seeds/"):
+        save_upload(Path("seeds"), "ok.txt", b"Again.\n")

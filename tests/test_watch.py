@@ -24,7 +24,9 @@ from serving import server_log, start_server, stop_server
 
 from rag.answer import Assistant
 from rag.errors import IndexBusyError
-from rag.store import Index, build_index, writer_lock
+from rag.indexing import build_index
+from rag.store import Index
+from rag.swap import writer_lock
 from rag.watch import FolderWatcher, IndexSync, SyncRecord, describe
 
 GLACIER = (

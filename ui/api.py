@@ -7,11 +7,12 @@
     GET  /docs          the OpenAPI page (Swagger UI served from fastapi-offline: no CDN);
                         the schema is /openapi.json
 
-One FastAPI app holds these routes and the Gradio UI, mounted at ``/``. The routes are plain
-FastAPI routes, not Gradio events: ``/api/ask`` runs ``Assistant.ask`` in the server's thread
-pool, beside the Gradio queue, and takes no lock (the Assistant is safe to share; a rebuild
-swaps its index in one reference). The handlers are the UI's (``Service.answer``,
-``Service.status``, the ``IndexSync`` behind the Rebuild button): nothing is done twice.
+``create_app`` makes the FastAPI app of these routes; ``ui.server`` mounts the Gradio UI on it
+at ``/`` and serves both. The routes are plain FastAPI routes, not Gradio events:
+``/api/ask`` runs ``Assistant.ask`` in the server's thread pool, beside the Gradio queue, and
+takes no lock (the Assistant is safe to share; a rebuild swaps its index in one reference).
+The handlers are the UI's (``handlers.answer_json``, ``Service.status``, the ``IndexSync``
+behind the Rebuild button): nothing is done twice.
 
 Every error is ``{"error": "one line"}`` with a 4xx code: 400 for a body that is not UTF-8,
 not JSON or not an object; 413 for a body over 64 KiB or a question over 2,000 characters;
@@ -42,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from rag.errors import IndexBusyError, IndexMismatchError, RagError
 from rag.retrieval import MODES
 from rag.watch import BUSY_MESSAGE
+from ui import handlers
 
 #: A question longer than this is refused (413): the model reads 256 word pieces at most.
 MAX_QUESTION_CHARS = 2_000
@@ -223,11 +225,11 @@ def _sync_dict(record, message) -> dict | None:
 
 
 def api_router(service):
-    """The ``/api`` routes over ``service`` (``ui.app.Service``)."""
+    """The ``/api`` routes over ``service`` (``ui.handlers.Service``)."""
     router = APIRouter(tags=["api"])
 
     def answer(req) -> dict:
-        return service.answer(req.question, k=req.k, mode=req.mode, threshold=req.threshold)
+        return handlers.answer_json(service, req.question, req.k, req.mode, req.threshold)
 
     @router.post(
         "/api/ask",
@@ -256,7 +258,7 @@ def api_router(service):
             result = await run_in_threadpool(answer, req)
         except (RagError, ValueError) as e:
             raise refused(e, service.message(e)) from None
-        return JSONResponse(result.to_dict())
+        return JSONResponse(result)
 
     @router.get("/api/status", summary="The index being served and each document's state")
     def status():
@@ -312,13 +314,10 @@ def _api_error(_request, exc: ApiError):
     return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
-def create_app(service, demo, *, auth: tuple[str, str] | None, gradio: dict | None = None):
-    """One FastAPI app: the API routes, the OpenAPI page and the Gradio ``demo`` at ``/``.
-
-    Args:
-        gradio: more keyword arguments for ``gr.mount_gradio_app`` (theme, css, head, ...).
-    """
-    import gradio as gr
+def create_app(service, *, auth: tuple[str, str] | None):
+    """The FastAPI app of the API over ``service`` (``ui.handlers.Service``): the routes, the
+    OpenAPI page and, with ``auth``, HTTP Basic auth on them. ``ui.server`` mounts the
+    Gradio UI on it at ``/``."""
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
@@ -338,7 +337,7 @@ def create_app(service, demo, *, auth: tuple[str, str] | None, gradio: dict | No
     if auth is not None:
         app.add_middleware(BasicAuth, auth=auth)
         _declare_basic_auth(app)
-    return gr.mount_gradio_app(app, demo, path="/", auth=auth, **(gradio or {}))
+    return app
 
 
 def _declare_basic_auth(app) -> None:
@@ -364,18 +363,3 @@ def _version() -> str:
         return metadata.version("rag")
     except metadata.PackageNotFoundError:
         return "0"
-
-
-def serve(app, *, host: str, port: int) -> None:
-    """Run ``app`` with uvicorn until Ctrl+C or SIGTERM."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=3,  # Gradio's event streams would hold a shutdown open
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from serving import start_server, stop_server
 
 from ui.render import CITE_PREFIX, read_cite_token
+from ui.server import is_loopback
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,34 +265,142 @@ def test_eval_tab_runs_a_question_set(client, server):
     assert "Worst misses" in _value(report)
 
 
-# --------------------------------------------------------------------------- rag serve flags
-
-
-def test_binding_beyond_loopback_without_auth_warns(rag_cli, tmp_path):
-    r = rag_cli("serve", "--host", "0.0.0.0", "--seeds", tmp_path / "none", "--index",
-                tmp_path / "index")  # fmt: skip
-    assert "warning: serving on 0.0.0.0 without --auth" in r.stderr
-    assert r.returncode == 1 and "seeds folder not found" in r.stderr  # no traceback
-    assert "Traceback" not in r.stderr
-
-
-def test_loopback_or_auth_means_no_warning(rag_cli, tmp_path):
-    for args in (("--host", "127.0.0.1"), ("--host", "0.0.0.0", "--auth", "ann:secret")):
-        r = rag_cli("serve", *args, "--seeds", tmp_path / "none", "--index", tmp_path / "i")
-        assert "warning: serving" not in r.stderr and r.returncode == 1
-
-
-def test_bad_auth_is_one_line(rag_cli, tmp_path):
-    r = rag_cli("serve", "--auth", "nocolon", "--seeds", tmp_path)
-    assert r.returncode == 1 and r.stderr.strip() == "rag: --auth takes USER:PASS, both non-empty"
-
-
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
      ("0.0.0.0", False), ("192.168.1.10", False), ("::", False), ("example.org", False)],
 )  # fmt: skip
 def test_is_loopback(host, loopback):
-    from ui.app import is_loopback
-
     assert is_loopback(host) is loopback
+
+
+# --- issue 9 (hardening), through a server started as `make run` starts it ----------
+# Issue 9 through a running ``rag serve`` (relative seeds/, index/ and evals/, as ``make run``
+# starts it): uploads, the library's checks on the API, Gradio's upload cache, and paths in
+# messages. Driven with gradio_client; nothing of ours is mocked.
+
+
+RELATIVE_QUESTIONS = [
+    {"id": "q1", "question": "Who decoded the waggle dance?", "answers": ["Karl"]}
+]
+
+
+@pytest.fixture(scope="module")
+def relative_server(tmp_path_factory, corpus_dir):
+    base = tmp_path_factory.mktemp("ui-hardening")
+    uploads = base / "gradio-tmp"
+    broken = base / "evals" / "broken" / "questions.jsonl"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"question": "Who?"\n', encoding="utf-8")
+    # The evals folder named by its absolute path (the last --evals wins).
+    proc, url, seeds = start_server(
+        base,
+        corpus_dir,
+        "--evals",
+        str(base / "evals"),
+        questions=RELATIVE_QUESTIONS,
+        env={"GRADIO_TEMP_DIR": str(uploads)},
+    )
+    yield url, seeds, uploads
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def relative_client(relative_server):
+    from gradio_client import Client
+
+    return Client(relative_server[0], verbose=False)
+
+
+def _cached(uploads, name: str) -> list:
+    return [p for p in uploads.rglob(name) if p.is_file()]
+
+
+def test_upload_into_relative_seeds_and_no_copy_is_kept(relative_client, relative_server, tmp_path):
+    from gradio_client import handle_file
+
+    _, seeds, uploads = relative_server
+    doc = tmp_path / "Skerry notes.txt"
+    doc.write_text("The skerry lamp was lit by a keeper named Olafur.\n", encoding="utf-8")
+    log, *_ = relative_client.predict([handle_file(doc)], api_name="/upload")
+    assert "added Skerry_notes.txt" in _value(log)
+    assert (seeds / "Skerry_notes.txt").read_bytes() == doc.read_bytes()
+    assert _cached(uploads, "Skerry notes.txt") == []  # Gradio's copy is gone
+
+
+def test_an_upload_refused_as_existing_is_kept_for_replace(
+    relative_client, relative_server, tmp_path
+):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, seeds, uploads = relative_server
+    doc = tmp_path / "Sandur.txt"
+    doc.write_text("The sandur plain is made of glacial outwash.\n", encoding="utf-8")
+    relative_client.predict([handle_file(doc)], api_name="/upload")
+    doc.write_text("The sandur plain lies south of the glacier.\n", encoding="utf-8")
+    with pytest.raises(AppError, match="already exists in seeds/"):
+        relative_client.predict([handle_file(doc)], api_name="/upload")
+    # The page still holds this file: ticking "Replace" and adding again must find it.
+    (kept,) = _cached(uploads, "Sandur.txt")
+    assert kept.read_bytes() == doc.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("latin1.txt", "caf\u00e9 noir".encode("latin-1")), ("blank.md", b" \n\n")]
+)
+def test_rejected_upload_leaves_no_copy_and_no_server_path(
+    relative_client, relative_server, tmp_path, name, data
+):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, seeds, uploads = relative_server
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    with pytest.raises(AppError) as info:
+        relative_client.predict([handle_file(bad)], api_name="/upload")
+    assert str(seeds.parent) not in str(info.value) and "/tmp" not in str(info.value)
+    assert _cached(uploads, name) == []
+    assert not (seeds / name).exists()
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_api_refuses_k_below_one(relative_client, k):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=f"k must be >= 1, got {k}"):
+        relative_client.predict(question="Who decoded the waggle dance?", k=k, api_name="/answer")
+
+
+def _call(url: str, api_name: str, *data) -> str:
+    """Gradio's HTTP API with the body as JSON escapes (gradio_client cannot send a lone
+    surrogate; a browser or curl can). Returns the event stream's text."""
+    body = json.dumps({"data": list(data)}).encode("ascii")  # "\\udce9" stays an escape
+    req = urllib.request.Request(
+        f"{url}gradio_api/call/{api_name}", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event}", timeout=120) as r:
+        return r.read().decode("utf-8")
+
+
+def test_api_refuses_an_undecodable_question(relative_server):
+    stream = _call(relative_server[0], "answer", "caf\udce9 au lait?", None, None, None)
+    assert "event: error" in stream and "not valid UTF-8" in stream
+    stream = _call(relative_server[0], "ask", "caf\udce9 au lait?", [], 5, "hybrid", 0.36)
+    assert "event: complete" in stream and "not valid UTF-8" in stream
+
+
+def test_error_messages_show_paths_relative_to_the_named_folders(relative_client, relative_server):
+    from gradio_client.exceptions import AppError
+
+    base = relative_server[1].parent
+    with pytest.raises(AppError) as info:
+        relative_client.predict(
+            path=str(base / "evals" / "broken" / "questions.jsonl"), api_name="/run_eval"
+        )
+    message = str(info.value)
+    assert "evals/broken/questions.jsonl, line 1: not valid JSON" in message
+    assert str(base) not in message

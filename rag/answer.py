@@ -81,6 +81,8 @@ class Citation:
     ``start``/``end`` delimit ``excerpt`` (the retrieved chunk) and ``highlight`` the
     supporting sentence, all in the document's canonical text:
     ``document[start:end] == excerpt`` and ``start <= highlight[0] < highlight[1] <= end``.
+    ``page`` (PDFs) and ``location`` (the heading path of a .docx, ``slide N`` of a .pptx,
+    the chapter of an .epub) name where the supporting sentence is; None when there is none.
     """
 
     n: int
@@ -93,6 +95,7 @@ class Citation:
     excerpt: str
     highlight: tuple[int, int]
     score: float
+    location: str | None = None
 
     @property
     def sentence(self) -> str:
@@ -398,4 +401,5 @@ def _citation(index: Index, n: int, s: _Scored) -> Citation:
         excerpt=chunk.text,
         highlight=span,
         score=round(score, 4),
+        location=doc.location_of(span[0]),
     )

@@ -313,6 +313,8 @@ def _print_answer(answer: Answer) -> None:
     print(label)
     for c in answer.citations:
         where = f"page {c.page}" if c.page else f"lines {c.line_start}-{c.line_end}"
+        if c.location:  # a heading or chapter title: document text, escaped like it
+            where = printable(c.location)
         print(
             f"  [{c.n}] {printable(c.source)}, {where}, chars {c.highlight[0]}-{c.highlight[1]} "
             f"(score {c.score:.2f})"

@@ -3,21 +3,23 @@
 Every offset in the product (chunks, citations, highlights) refers to a document's canonical
 text: for .txt and .md it is the file's own text (decoded as UTF-8, newlines untouched); for
 .html it is the visible text; for .pdf the pages' text joined by a blank line, with each
-page's start offset kept so a span can name its page.
+page's start offset kept so a span can name its page. .docx, .pptx and .epub files are read
+by ``rag.formats``, which gives their text and a location map (heading path, slide, chapter)
+so a span can name the place a person finds it at.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import SeedsNotFoundError
+from rag.formats import READERS, FormatError, html_to_text
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".epub")
 PAGE_SEPARATOR = "\n\n"
 
 
@@ -30,18 +32,29 @@ class Document:
         text: the canonical text; all offsets refer to it.
         content_hash: sha256 of the file's bytes (what decides "changed").
         page_starts: for PDFs, the offset in ``text`` where each page begins; else None.
+        locations: for .docx, .pptx and .epub, ``(offset, label)`` pairs, offsets increasing:
+            the place (``Budget › 2024``, ``slide 3``, a chapter) from each offset on; else
+            None.
     """
 
     source: str
     text: str
     content_hash: str
     page_starts: tuple[int, ...] | None = None
+    locations: tuple[tuple[int, str | None], ...] | None = None
 
     def page_of(self, offset: int) -> int | None:
         """1-based page that holds ``offset``, or None when the document has no pages."""
         if not self.page_starts:
             return None
         return bisect.bisect_right(self.page_starts, offset)
+
+    def location_of(self, offset: int) -> str | None:
+        """The place that holds ``offset`` (``slide 3``), or None when there is none."""
+        if not self.locations:
+            return None
+        i = bisect.bisect_right(self.locations, offset, key=lambda loc: loc[0])
+        return self.locations[i - 1][1] if i else None
 
     def line_of(self, offset: int) -> int:
         """1-based line number of ``offset`` in the canonical text."""
@@ -112,63 +125,6 @@ def _decode(data: bytes) -> str:
         raise UnreadableError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-_BLOCK_TAGS = {
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "br",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "figcaption",
-    "figure",
-    "footer",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "main",
-    "nav",
-    "ol",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "td",
-    "th",
-    "tr",
-    "ul",
-    "title",
-}
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML page: scripts, styles and markup dropped, one block a line."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg"]):
-        # The <title> is visible (tab name) and often the best heading: keep it.
-        if tag.name == "head" and tag.title is not None:
-            tag.replace_with(tag.title)
-        else:
-            tag.decompose()
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    lines = (
-        re.sub(r"[ \t\r\f\v\u00a0]+", " ", line).strip() for line in soup.get_text().split("\n")
-    )
-    return "\n".join(line for line in lines if line)
-
-
 def _read_pdf(path: Path) -> tuple[str, tuple[int, ...]]:
     from pypdf import PdfReader
 
@@ -198,16 +154,22 @@ def read_document(path: Path, seeds_dir: Path) -> Document:
         data = path.read_bytes()
     except OSError as e:
         raise UnreadableError(f"cannot read ({e.strerror})") from None
-    page_starts = None
+    page_starts = locations = None
     if suffix == ".pdf":
         text, page_starts = _read_pdf(path)
+    elif suffix in READERS:
+        try:
+            extracted = READERS[suffix](data)
+        except FormatError as e:
+            raise UnreadableError(str(e)) from None
+        text, locations = extracted.text, extracted.locations
     elif suffix in (".html", ".htm"):
         text = html_to_text(_decode(data))
     else:
         text = _decode(data)
     if not text.strip():
         raise UnreadableError("no text")
-    return Document(source_name(path, seeds_dir), text, file_hash(data), page_starts)
+    return Document(source_name(path, seeds_dir), text, file_hash(data), page_starts, locations)
 
 
 def load_documents(seeds_dir: Path, *, warn: Callable[[str], None] | None = None) -> list[Document]:

@@ -275,6 +275,7 @@ class _Content:
                     "content_hash": d.content_hash,
                     "text": d.text,
                     "page_starts": list(d.page_starts) if d.page_starts else None,
+                    "locations": [list(loc) for loc in d.locations] if d.locations else None,
                     "sentences": self.doc_sentences[d.source],
                 }
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

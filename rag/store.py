@@ -3,7 +3,8 @@
 Layout of an index folder (no pickle anywhere)::
 
     manifest.json      format version, settings, model, per-document hash and counts, versions
-    documents.jsonl    one line a document: source, hash, canonical text, pages, sentences
+    documents.jsonl    one line a document: source, hash, canonical text, pages, locations,
+                       sentences
     chunks.jsonl       one line a chunk: id, source, offsets, sentence spans
     chunks.faiss       IndexFlatIP of the chunk vectors (row i = line i of chunks.jsonl)
     sentences.faiss    IndexFlatIP of the sentence vectors (document order), for answer scoring
@@ -168,6 +169,7 @@ def _read_documents(path: Path) -> tuple[dict[str, Document], dict[str, list[Spa
             rec["text"],
             rec["content_hash"],
             tuple(rec["page_starts"]) if rec["page_starts"] else None,
+            tuple((a, label) for a, label in rec.get("locations") or ()) or None,
         )
         if doc.source in documents:
             raise IndexDamagedError(path, f"{doc.source!r} appears twice")
@@ -206,9 +208,10 @@ def _check(
     """Raise ``IndexDamagedError`` unless the files agree with each other and the manifest.
 
     Checked: the document set, each text against its stored sha256, the content hashes,
-    sentence spans (in range, in order), and each chunk's offsets, id (a hash of its text),
-    sentences and order. Chunk rows follow the documents' rows and, within a document, their
-    offsets, so a reordered or shifted file is caught even when the counts still match.
+    sentence spans (in range, in order), location maps (in range, in order), and each
+    chunk's offsets, id (a hash of its text), sentences and order. Chunk rows follow the
+    documents' rows and, within a document, their offsets, so a reordered or shifted file is
+    caught even when the counts still match.
     """
 
     def damaged(reason: str):
@@ -223,6 +226,13 @@ def _check(
             raise damaged(f"{source!r}: content hash differs from the manifest")
         if text_digest(doc.text) != entry["text_hash"]:
             raise damaged(f"{source!r}: text does not match its hash")
+        starts = [a for a, _ in doc.locations or ()]
+        if (
+            any(not isinstance(a, int) for a in starts)
+            or starts != sorted(set(starts))
+            or (starts and not 0 <= starts[0] <= starts[-1] < max(len(doc.text), 1))
+        ):
+            raise damaged(f"{source!r}: location map out of range or order")
         spans, last = doc_sentences[source], 0
         if len(spans) != entry["sentences"]:
             raise damaged(f"{source!r}: sentence count differs from the manifest")

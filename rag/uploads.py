@@ -10,8 +10,9 @@ indexer or silently replace a document:
 - the suffix is one the indexer reads (``SUPPORTED_SUFFIXES``), kept lower-case;
 - at most ``max_bytes`` (10 MiB by default);
 - an existing file is only replaced with ``overwrite=True``;
-- the file must be readable as a document (UTF-8 text, an HTML page or a PDF with text),
-  checked before it lands, so a bad upload never reaches the index.
+- the file must be readable as a document (UTF-8 text, an HTML page, a PDF with text, or
+  a Word, PowerPoint or EPUB file that is neither damaged, encrypted nor empty), checked
+  before it lands, so a bad upload never reaches the index.
 
 The file is written beside its destination under a hidden name and moved into place, so
 the indexer never sees half a file.

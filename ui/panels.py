@@ -124,9 +124,9 @@ def header_html(manifest: Mapping | None, status: Mapping[str, str], seeds: str)
 def upload_help(seeds: str, max_mb: int) -> str:
     return (
         f'<div class="rag-help">Files are saved into <code>{_text(seeds)}/</code> under a safe '
-        f"name, then indexed. Text, Markdown, HTML or PDF, up to {max_mb} MB each. A file "
-        "with the name of an existing document is refused unless you tick "
-        "<b>Replace files with the same name</b>.</div>"
+        "name, then indexed. Text, Markdown, HTML, PDF, Word (.docx), PowerPoint (.pptx) or "
+        f"EPUB, up to {max_mb} MB each. A file with the name of an existing document is "
+        "refused unless you tick <b>Replace files with the same name</b>.</div>"
     )
 
 

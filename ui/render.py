@@ -50,7 +50,10 @@ def count(n: int, noun: str) -> str:
 
 
 def location(c: Citation) -> str:
-    """``page 2`` for a PDF, else ``line 4`` or ``lines 3–5``."""
+    """The place of a .docx/.pptx/.epub citation (``Budget › 2024``, ``slide 3``), ``page 2``
+    for a PDF, else ``line 4`` or ``lines 3–5``."""
+    if c.location:
+        return c.location
     if c.page is not None:
         return f"page {c.page}"
     if c.line_start == c.line_end:
@@ -217,7 +220,10 @@ def viewer_html(
 ) -> str:
     """The whole document with line numbers, the excerpt shaded and the sentence marked.
 
-    The first marked piece has ``id="rag-hl"``: the page scrolls the viewer to it.
+    The first marked piece has ``id="rag-hl"``: the page scrolls the viewer to it. A PDF's
+    pages, and the places of a .docx/.pptx/.epub (heading path, slide, chapter), start with
+    a divider naming them, so the place of the marked sentence is the divider above it; the
+    header names it too.
     """
     size = len(doc.text)
     excerpt = _clamp(excerpt, size)
@@ -259,12 +265,13 @@ def _viewer_rows(
     excerpt: tuple[int, int] | None,
     highlight: tuple[int, int] | None,
 ) -> list[str]:
-    """One row per line of the window (page breaks and the lines left out noted)."""
+    """One row per line of the window (page breaks, places and the lines left out noted)."""
     text, size = doc.text, len(doc.text)
     lo, hi = window
     ex_a, ex_b = excerpt if excerpt else (-1, -1)
     hl_a, hl_b = highlight if highlight else (-1, -1)
     page_starts = set(doc.page_starts or ())
+    places = {a: label for a, label in doc.locations or () if label}
     rows = []
     if lo > 0:
         rows.append(
@@ -278,6 +285,8 @@ def _viewer_rows(
         end = hi if nl < 0 else nl
         if doc.page_starts and pos in page_starts:
             rows.append(f'<div class="rag-page">Page {doc.page_of(pos)}</div>')
+        if pos in places:
+            rows.append(f'<div class="rag-page rag-loc">{escape_text(places[pos])}</div>')
         cuts = sorted({pos, end, *(x for x in (ex_a, ex_b, hl_a, hl_b) if pos < x < end)})
         pieces = []
         for a, b in zip(cuts, cuts[1:], strict=False):
@@ -313,8 +322,10 @@ def _viewer_head(doc: Document, n: int | None, highlight: tuple[int, int] | None
     if n is not None:
         meta.append(f"citation [{n}]")
     if highlight:
-        page = doc.page_of(highlight[0])
+        page, place = doc.page_of(highlight[0]), doc.location_of(highlight[0])
         where = f"page {page}" if page else f"line {doc.line_of(highlight[0])}"
+        if place:
+            where = f"{place}, {where}"
         meta.append(f"quoted sentence at {where}")
     meta.append(f"{len(doc.text):,} characters")
     kind = doc.source.rsplit(".", 1)[-1].upper() if "." in doc.source else "TEXT"

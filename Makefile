@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test eval index lint clean scorer scorer-check
+.PHONY: install run test eval index lint loadtest clean scorer scorer-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ scorer: install
 # Retrain in memory and compare with the committed rag/scorer.json (exit 1 if it differs).
 scorer-check: install
 	$(BIN)/python -m rag.training --check
+
+# 8 clients over HTTP for 60 s against `rag serve --watch` on 127.0.0.1 (a temp copy of seeds/),
+# with a document added mid-way; stops by itself. Numbers: evals/reports/loadtest/.
+loadtest: install
+	$(BIN)/python evals/loadtest.py --out evals/reports/loadtest/loadtest.json
 
 lint: install
 	$(BIN)/ruff check rag ui tests evals

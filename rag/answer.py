@@ -184,13 +184,14 @@ class Assistant:
     def threshold(self) -> float:
         return self.threshold_source()[0]
 
-    def threshold_source(self) -> tuple[float, ThresholdSource]:
+    def threshold_source(self, index: Index | None = None) -> tuple[float, ThresholdSource]:
         """The abstention threshold and where it comes from: ``EXPLICIT`` (given to the
         constructor), ``INDEX`` (``rag eval --calibrate``, read afresh so a calibration made
-        meanwhile applies) or ``DEFAULT``."""
+        meanwhile applies) or ``DEFAULT``. ``index``: the one being answered from (default:
+        the current one)."""
         if self._threshold is not None:
             return self._threshold, ThresholdSource.EXPLICIT
-        calibrated = stored_threshold(self.index.path)
+        calibrated = stored_threshold((index or self.index).path)
         if calibrated is None:
             return self.scorer.default_threshold, ThresholdSource.DEFAULT
         return calibrated, ThresholdSource.INDEX
@@ -224,8 +225,10 @@ class Assistant:
         if max_sentences < 1:
             raise BadInputError(f"max_sentences must be >= 1, got {max_sentences}")
         k = check_k(k)
-        threshold = check_threshold(self.threshold if threshold is None else threshold)
-        retriever = self.retriever
+        retriever = self.retriever  # one index for the whole answer, even across a reload()
+        if threshold is None:
+            threshold = self.threshold_source(retriever.index)[0]
+        threshold = check_threshold(threshold)
         from rag.scorer import choose, members, question_row, sentence_features
 
         scorer = self.scorer

@@ -32,6 +32,7 @@ from rag.settings import (
     IndexSettings,
 )
 from rag.store import Index, index_status, read_manifest
+from rag.watch import FolderWatcher, IndexSync
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -129,6 +130,11 @@ def _add_index(sub) -> None:
     p.add_argument("--overlap", type=int, help="sentences of overlap between chunks")
     p.add_argument("--rebuild", action="store_true", help="start over: re-chunk and re-embed all")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="then keep watching the seeds folder and update the index when files change",
+    )
     p.set_defaults(func=cmd_index)
 
 
@@ -251,6 +257,11 @@ def _add_serve(sub) -> None:
         action="store_true",
         help="serve the index as it is, without updating it from the seeds folder",
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the seeds folder: rebuild and swap in the index when files change",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -273,8 +284,21 @@ def cmd_index(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         warn=_warn,
     )
-    print(printable(report, keep_lines=True))
+    print(printable(report, keep_lines=True), flush=True)
+    if args.watch:
+        _watch(args.seeds, args.index)
     return 0
+
+
+def _watch(seeds: Path, index: Path) -> None:
+    """``rag index --watch``: a line per sync until Ctrl+C."""
+    sync = IndexSync(seeds, index, warn=_warn)
+    print(f"watching {printable(str(seeds))}/ for changes (Ctrl+C to stop)", flush=True)
+    try:
+        FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True)).run()
+    except KeyboardInterrupt:  # Ctrl+C in a build: the build is atomic, the index intact
+        pass
+    print("stopped watching", flush=True)
 
 
 def _print_answer(answer: Answer) -> None:
@@ -479,6 +503,7 @@ def cmd_serve(args) -> int:
         port=args.port,
         auth=auth,
         concurrency=args.concurrency,
+        watch=args.watch,
     )
     return 0
 

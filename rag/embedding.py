@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from functools import cached_property
@@ -48,6 +49,25 @@ def _load(name: str):
         return _MODELS[name]
 
 
+_COUNTERS: dict[str, object] = {}
+
+
+def _counter(name: str):
+    """A copy of the model's tokenizer, for counting only.
+
+    A fast tokenizer keeps its truncation and padding settings on the shared Rust object and
+    each call sets them: counting (no truncation) beside ``encode`` (truncation at the window)
+    in another thread, as when the server rebuilds while it answers, made counts come back
+    cut at 256. A copy of its own keeps the counts exact.
+    """
+    counter = _COUNTERS.get(name)
+    if counter is None:
+        model = _load(name)
+        with _LOCK:
+            counter = _COUNTERS.setdefault(name, copy.deepcopy(model.tokenizer))
+    return counter
+
+
 class Embedder:
     """Turns texts into unit vectors (inner product == cosine similarity).
 
@@ -80,7 +100,7 @@ class Embedder:
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` under the model's own tokenizer, special tokens included."""
         return len(
-            self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+            _counter(self.name)(text, add_special_tokens=True, truncation=False)["input_ids"]
         )
 
     def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:

@@ -189,7 +189,7 @@ class Retriever:
         q = terms(question)
         if not q:
             return []
-        docs, scores = self._bm25.retrieve([q], k=depth, show_progress=False, n_threads=1)
+        docs, scores = self._bm25.retrieve([q], k=depth, show_progress=False, n_threads=0)
         # bm25s fills up to k with zero-score documents that share no term with the question.
         return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import Assistant, default_threshold
-from rag.errors import BadInputError, EmptyQuestionError, RagError
+from rag.errors import BadInputError, EmptyQuestionError, IndexBusyError, RagError
 from rag.indexing import build_index
 from ui import handlers
 from ui.handlers import Service
@@ -114,7 +114,7 @@ def test_index_panel_rebuild_and_the_rebuild_lock(service):
         summary, table, header = handlers.index_panel(service)
         assert "glaciers.txt" in table and "rag-state-new" in table
         assert "Out of date" in summary and "changed since the last build" in header
-        with service.build_lock, pytest.raises(BadInputError, match="already running"):
+        with service.build_lock, pytest.raises(IndexBusyError, match="already running"):
             service.rebuild()
         assert "1 added" in service.rebuild()
         summary, table, _ = handlers.index_panel(service)

@@ -12,20 +12,20 @@ import html
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rag.answer import Assistant
+from rag.answer import Answer, Assistant
 from rag.calibration import ThresholdSource
 from rag.display import public_message, without_surrogates
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.errors import BadInputError, EmptyQuestionError, RagError
 from rag.evaluation import EvalReport, default_name, list_question_sets, run_eval, set_documents
-from rag.indexing import build_index
 from rag.retrieval import RetrievalMode
 from rag.settings import UI_REPORTS_DIR
-from rag.store import index_status, read_manifest
+from rag.store import index_status
 from rag.uploads import UploadExistsError, save_upload
+from rag.watch import IndexSync
 from ui import panels, render
 
 #: ``progress(fraction, desc=...)`` as Gradio's ``gr.Progress`` takes it.
@@ -34,7 +34,8 @@ Progress = Callable[..., None]
 
 @dataclass
 class Service:
-    """What the handlers share: one Assistant, the folders, and the rebuild lock."""
+    """What the handlers (the UI's and the HTTP API's) share: one Assistant, the folders,
+    and the ``IndexSync`` that runs every rebuild."""
 
     assistant: Assistant
     seeds_dir: Path
@@ -42,7 +43,23 @@ class Service:
     evals_dir: Path
     k: int
     mode: RetrievalMode | str
-    build_lock: threading.Lock = field(default_factory=threading.Lock)
+    sync: IndexSync | None = None
+    #: True when a FolderWatcher syncs the index (``rag serve --watch``).
+    watching: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sync is None:
+            self.sync = IndexSync(self.seeds_dir, self.index_dir, assistant=self.assistant)
+
+    @property
+    def build_lock(self) -> threading.Lock:
+        """Held while a rebuild (the button, an upload, the API, the watcher) runs."""
+        return self.sync.lock
+
+    def answer(self, question: str, *, k=None, mode=None, threshold=None) -> Answer:
+        """``Assistant.ask`` with the server's k and mode where the caller gives none."""
+        k = self.k if k is None else int(k)
+        return self.assistant.ask(question, k=k, mode=mode or self.mode, threshold=threshold)
 
     def message(self, error: object) -> str:
         """``error`` for the browser: paths relative to the folders the user named."""
@@ -58,29 +75,16 @@ class Service:
             status = {s: "deleted" for s in manifest.get("documents", {})}
         return manifest, status
 
-    def rebuild(self, progress: Progress | None = None) -> str:
+    def rebuild(self, progress: Progress | None = None, trigger: str = "ui") -> str:
         """Bring the index up to date with the seeds folder and answer from it at once.
 
         Raises:
-            BadInputError: a rebuild is already running.
+            IndexBusyError: a rebuild is already running.
 
         Returns:
             The build's one-line summary, plus a line per skipped file.
         """
-        if not self.build_lock.acquire(blocking=False):
-            raise BadInputError("a rebuild is already running: wait for it to finish")
-        try:
-            if progress is not None:
-                progress(0.05, desc="Reading documents")
-            report = build_index(self.seeds_dir, self.index_dir, progress=progress is not None)
-            # Also pick up an index that `rag index` rebuilt while this one was being served.
-            if report.written or read_manifest(self.index_dir) != self.assistant.index.manifest:
-                if progress is not None:
-                    progress(0.95, desc="Loading the new index")
-                self.assistant.reload()
-        finally:
-            self.build_lock.release()
-        return "\n".join([str(report), *report.skipped])
+        return self.sync.run(trigger, progress=progress).log
 
 
 # --------------------------------------------------------------------------- Chat tab
@@ -123,8 +127,7 @@ def answer_json(
     threshold: float | None = None,
 ) -> dict:
     """Answer one question; the JSON of `rag ask --json` (k and mode: the server's)."""
-    k, mode = service.k if k is None else int(k), mode or service.mode
-    return service.assistant.ask(question, k=k, mode=mode, threshold=threshold).to_dict()
+    return service.answer(question, k=k, mode=mode, threshold=threshold).to_dict()
 
 
 def threshold_setting(service: Service) -> tuple[float, str]:
@@ -198,8 +201,10 @@ def open_source(service: Service, payload: str) -> str:
 def index_panel(service: Service) -> tuple[str, str, str]:
     """(summary, documents table, header) HTML for the Index tab and the page header."""
     manifest, status = service.status()
+    sync = service.sync
     return (
-        panels.index_summary_html(manifest, status),
+        panels.index_summary_html(manifest, status)
+        + panels.sync_html(sync.last, sync.running, service.watching, message=service.message),
         panels.documents_table_html(manifest, status),
         panels.header_html(manifest, status, service.seeds_dir.as_posix()),
     )
@@ -251,7 +256,7 @@ def upload(
         raise BadInputError("Not added: " + "; ".join(rejected))
     lines = [f"added {name}" for name in saved] + [f"not added: {r}" for r in rejected]
     try:
-        lines.append(service.rebuild(progress))
+        lines.append(service.rebuild(progress, trigger="upload"))
     except (RagError, ValueError, OSError) as e:
         message = f"Saved {', '.join(saved)} but indexing failed: {service.message(e)}"
         raise RagError(message) from None

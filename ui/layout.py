@@ -33,6 +33,8 @@ UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 #: handler also removes each one it has dealt with; this catches the rest, such as files
 #: the upload field refused by type before the handler ran).
 UPLOAD_CACHE = (15 * 60, 60 * 60)
+#: With --watch, each open page checks this often whether a sync started or ended.
+SYNC_POLL_SECONDS = 3.0
 
 
 @contextmanager
@@ -288,6 +290,24 @@ def _wire_index(service: Service, demo: gr.Blocks, ui: SimpleNamespace, panel: l
 
     demo.load(refresh, None, panel, api_name="index_status", show_progress="hidden")
     ui.refresh.click(refresh, None, panel, api_visibility="private")
+    if service.watching:
+        # The panel follows the watcher's syncs: a cheap check every few seconds, and the
+        # panel (which hashes the folder) only when a sync started or ended.
+        seen = gr.State(service.sync.generation)
+
+        def tick(generation):
+            if generation == service.sync.generation:
+                return (*(gr.skip() for _ in panel), generation)
+            return (*handlers.index_panel(service), service.sync.generation)
+
+        gr.Timer(SYNC_POLL_SECONDS).tick(
+            tick,
+            seen,
+            [*panel, seen],
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_id="ask",
+        )
     ui.rebuild.click(
         rebuild,
         None,

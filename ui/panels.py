@@ -1,5 +1,5 @@
 """HTML for the Index and Eval tabs and the page header: the index's state, the build log,
-the upload help, an eval run's summary tiles and plots.
+the live-sync line, the upload help, an eval run's summary tiles and plots.
 
 Document names and messages go through ``render.escape_text``; no gradio import here.
 """
@@ -10,10 +10,14 @@ import base64
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ui.render import APP_NAME, count
 from ui.render import escape_attr as _attr
 from ui.render import escape_text as _text
+
+if TYPE_CHECKING:
+    from rag.watch import SyncRecord
 
 
 def when(iso: str | None) -> str:
@@ -192,3 +196,42 @@ def plots_html(paths) -> str:
         imgs.append(f'<img class="rag-plot" alt="{_attr(Path(p).stem)}" '
                     f'src="data:image/png;base64,{data}">')  # fmt: skip
     return f'<div class="rag-plots">{"".join(imgs)}</div>' if imgs else ""
+
+
+_TRIGGERS = {
+    "watch": "watcher",
+    "ui": "Rebuild index",
+    "upload": "upload",
+    "api": "POST /api/rebuild",
+}
+
+
+def sync_html(last: SyncRecord | None, running: str | None, watching: bool, message=str) -> str:
+    """The Index tab's live-sync line: whether the folder is watched, and when the last sync
+    (or rebuild) ran, why, and what it did. ``running``: the trigger of a sync in progress;
+    ``message``: how an error is shown (``Service.message``: no server paths)."""
+    head = (
+        "Live sync on: the index follows the documents folder."
+        if watching
+        else "Live sync off (start with <code>rag serve --watch</code>)."
+    )
+    parts = [f'<div class="rag-sync-head">{head}</div>']
+    if running:
+        parts.append(f"<div>Syncing now ({_text(_TRIGGERS.get(running, running))})…</div>")
+    if last is not None:
+        try:
+            at = datetime.fromisoformat(last.finished_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except ValueError:
+            at = last.finished_at
+        why = _TRIGGERS.get(last.trigger, last.trigger)
+        if last.changes:
+            why += f": {', '.join(last.changes)}"
+        if last.ok:
+            what = str(last.report) + ("; now answering from it" if last.swapped else "")
+        else:
+            what = f"failed: {message(last.error)}; still answering from the previous index"
+        parts.append(
+            f'<div class="rag-sync-last">Last sync {_text(at)} ({_text(why)}): {_text(what)}.</div>'
+        )
+    cls = "rag-sync" + ("" if last is None or last.ok else " rag-stale")
+    return f'<div class="{cls}" id="rag-sync">{"".join(parts)}</div>'

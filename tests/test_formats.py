@@ -149,9 +149,9 @@ def test_documents_carry_the_location_of_any_offset(tmp_path):
 
 
 def test_a_file_that_unpacks_too_large_is_refused(monkeypatch):
-    import rag.formats
+    import rag.formats.common
 
-    monkeypatch.setattr(rag.formats, "MAX_UNPACKED_BYTES", 10_000)
+    monkeypatch.setattr(rag.formats.common, "MAX_UNPACKED_BYTES", 10_000)
     for read, data in ((read_docx, docx_bytes()), (read_pptx, pptx_bytes())):
         with pytest.raises(rag.formats.FormatError, match="too large once unpacked"):
             read(data)

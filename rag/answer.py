@@ -257,30 +257,10 @@ class Assistant:
         abstained = probability < threshold
         ranked = [head[h] for h in choice.order] + tail
         hits = [replace(h, rank=r) for r, h in enumerate(ranked, start=1)][:k]
-
-        def scored(h: int, i: int) -> _Scored:
-            return _Scored(head[h], cands.keys[i][1:], _sigmoid(logits[i]))
-
-        chosen = (
-            []
-            if abstained
-            else [scored(h, i) for i, h in zip(choice.shown, choice.shown_hits, strict=True)]
-        )
-        cited = {s.hit.chunk.id for s in chosen}
-        by_id = {h.chunk.id: n for n, h in enumerate(head)}
-        shown = chosen + [
-            scored(by_id[h.chunk.id], max(member_rows[by_id[h.chunk.id]], key=lambda i: logits[i]))
-            if h.chunk.id in by_id and member_rows[by_id[h.chunk.id]]
-            else _Scored(h, h.chunk.sentences[0], 0.0)
-            for h in hits
-            if h.chunk.id not in cited
-        ]
+        chosen, shown = _shown(head, hits, cands.keys, logits, member_rows, choice, abstained)
         index = retriever.index
         citations = tuple(_citation(index, n, s) for n, s in enumerate(shown, start=1))
-        if abstained:
-            text = ABSTAIN_TEXT + (" The nearest passages are listed below." if citations else "")
-        else:
-            text = " ".join(f"{c.sentence} [{c.n}]" for c in citations[: len(chosen)])
+        text = _answer_text(citations, len(chosen), abstained)
         latency = (time.perf_counter() - t0) * 1000
         return Answer(
             question,
@@ -293,6 +273,44 @@ class Assistant:
             len(chosen),
             scored_by or ("full model" if model is scorer.model else "given model"),
         )
+
+
+def _shown(
+    head: list[Hit],
+    hits: list[Hit],
+    keys,
+    logits,
+    member_rows: list[list[int]],
+    choice,
+    abstained: bool,
+) -> tuple[list[_Scored], list[_Scored]]:
+    """The chosen sentences (none when abstaining), and everything shown: the chosen ones
+    first, then each other hit with its best sentence."""
+
+    def scored(h: int, i: int) -> _Scored:
+        return _Scored(head[h], keys[i][1:], _sigmoid(logits[i]))
+
+    chosen = (
+        []
+        if abstained
+        else [scored(h, i) for i, h in zip(choice.shown, choice.shown_hits, strict=True)]
+    )
+    cited = {s.hit.chunk.id for s in chosen}
+    by_id = {h.chunk.id: n for n, h in enumerate(head)}
+    shown = chosen + [
+        scored(by_id[h.chunk.id], max(member_rows[by_id[h.chunk.id]], key=lambda i: logits[i]))
+        if h.chunk.id in by_id and member_rows[by_id[h.chunk.id]]
+        else _Scored(h, h.chunk.sentences[0], 0.0)
+        for h in hits
+        if h.chunk.id not in cited
+    ]
+    return chosen, shown
+
+
+def _answer_text(citations: tuple[Citation, ...], n_chosen: int, abstained: bool) -> str:
+    if abstained:
+        return ABSTAIN_TEXT + (" The nearest passages are listed below." if citations else "")
+    return " ".join(f"{c.sentence} [{c.n}]" for c in citations[:n_chosen])
 
 
 def _sigmoid(z: float) -> float:

@@ -2,395 +2,73 @@
 folds, two logistic regressions and a calibration, all out-of-fold.
 
 ``make scorer`` runs ``python -m rag.training``. Deterministic: same data, same code, same
-file (the test ``tests/test_scorer.py`` re-runs a small variant and compares).
+file (the test ``tests/test_scorer.py`` re-runs a small variant and compares). This module
+holds the training data, the threshold rule, ``train_scorer`` and the weights file; the
+pieces it puts together (dumps, selection, folds, fits) are in ``rag.fitting`` and are
+importable from here too.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rag.evaluation import Question, answer_correct, load_question_set
-from rag.retrieval import Retriever
-from rag.scorer import (
-    HEADING_LOGIT,
-    QUESTION_FEATURES,
-    SENTENCE_FEATURES,
-    choose,
-    members,
-    question_row,
-    sentence_features,
+from rag.evaluation import Question, load_question_set
+from rag.fitting import (
+    DEPTH,
+    Dump,
+    Outcome,
+    Prepared,
+    Recipe,
+    apply_bundle,
+    article_folds,
+    concat,
+    dump_questions,
+    fit_logistic,
+    fit_platt,
+    holds_answer,
+    logit,
+    platt,
+    prepare,
+    select,
+    sentence_logits,
+    train_bundle,
 )
+from rag.retrieval import Retriever
 
-#: Chunks whose sentences are candidates (the answer's re-ranking depth).
-DEPTH = 20
-
-
-@dataclass
-class Dump:
-    """Candidate features of a list of questions against one index.
-
-    ``x`` stacks every question's candidate rows; ``q_of[i]`` is the question of row i.
-    Per question: ``qinfo[j]`` (id, question, answers, source, span, article, q facts, hits).
-    Per row: ``texts``, ``keys``, ``hit_of``, ``gold`` (holds a gold answer), ``in_span``.
-    """
-
-    x: np.ndarray
-    q_of: np.ndarray
-    hit_of: np.ndarray
-    gold: np.ndarray
-    in_span: np.ndarray
-    texts: list[str]
-    keys: list[tuple[str, int, int]]
-    qinfo: list[dict] = field(default_factory=list)
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path.with_suffix(".npz"),
-            x=self.x,
-            q_of=self.q_of,
-            hit_of=self.hit_of,
-            gold=self.gold,
-            in_span=self.in_span,
-        )
-        meta = {"texts": self.texts, "keys": self.keys, "qinfo": self.qinfo}
-        path.with_suffix(".json").write_text(json.dumps(meta, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, path: Path) -> Dump:
-        arrays = np.load(path.with_suffix(".npz"))
-        meta = json.loads(path.with_suffix(".json").read_text())
-        return cls(
-            x=arrays["x"],
-            q_of=arrays["q_of"],
-            hit_of=arrays["hit_of"],
-            gold=arrays["gold"],
-            in_span=arrays["in_span"],
-            texts=meta["texts"],
-            keys=[tuple(k) for k in meta["keys"]],
-            qinfo=meta["qinfo"],
-        )
-
-
-def holds_answer(text: str, answers) -> bool:
-    """Whether ``text`` holds a gold answer as ``rag eval`` counts it (normalised, whole words)."""
-    return bool(answers) and bool(answer_correct(text, answers, False))
-
-
-def dump_questions(
-    retriever: Retriever,
-    questions: list[Question],
-    *,
-    articles: dict[str, str] | None = None,
-    batch: int = 64,
-    progress=None,
-) -> Dump:
-    """Retrieve (hybrid, ``DEPTH`` chunks) and compute the candidate features of every
-    question. ``articles``: question id -> article for questions without a ``source``."""
-    index = retriever.index
-    xs, q_of, hit_of, gold, in_span, texts, keys, qinfo = [], [], [], [], [], [], [], []
-    for start in range(0, len(questions), batch):
-        part = questions[start : start + batch]
-        vectors = retriever.embedder.encode([q.question for q in part])
-        for q, qv in zip(part, vectors, strict=True):
-            hits = retriever.search(q.question, k=DEPTH, question_vector=qv)
-            cands = sentence_features(retriever, q.question, qv, hits)
-            j = len(qinfo)
-            answers = list(q.answers) if q.answers is not None else None
-            for key, h, row in zip(cands.keys, cands.hit_of, cands.x, strict=True):
-                text = index.documents[key[0]].text[key[1] : key[2]]
-                xs.append(row)
-                q_of.append(j)
-                hit_of.append(h)
-                texts.append(text)
-                keys.append(key)
-                gold.append(holds_answer(text, answers))
-                in_span.append(
-                    q.source == key[0]
-                    and (q.span is None or (key[1] < q.span[1] and q.span[0] < key[2]))
-                )
-            qinfo.append(
-                {
-                    "id": q.id,
-                    "question": q.question,
-                    "answers": answers,
-                    "source": q.source,
-                    "span": list(q.span) if q.span else None,
-                    "kind": q.kind,
-                    "article": q.source or (articles or {}).get(q.id),
-                    "q": cands.q,
-                    "hits": [[h.chunk.source, h.chunk.start, h.chunk.end] for h in hits],
-                }
-            )
-        if progress:
-            progress(min(start + batch, len(questions)), len(questions))
-    width = len(SENTENCE_FEATURES)
-    return Dump(
-        x=np.asarray(xs, dtype=float).reshape(-1, width),
-        q_of=np.asarray(q_of, dtype=int),
-        hit_of=np.asarray(hit_of, dtype=int),
-        gold=np.asarray(gold, dtype=bool),
-        in_span=np.asarray(in_span, dtype=bool),
-        texts=texts,
-        keys=keys,
-        qinfo=qinfo,
-    )
-
-
-# --------------------------------------------------------------------------- selection
-
-
-@dataclass
-class Prepared:
-    """A dump with per-question row ranges and chunk membership precomputed."""
-
-    d: Dump
-    rows: list[np.ndarray]
-    member_rows: list[list[list[int]]]  # per question, per hit: local row indices
-
-    @property
-    def n(self) -> int:
-        return len(self.d.qinfo)
-
-    def articles(self) -> list[str | None]:
-        return [q["article"] for q in self.d.qinfo]
-
-
-def prepare(d: Dump) -> Prepared:
-    """Per-question row ranges and chunk membership of a dump."""
-    starts = {}
-    for i, j in enumerate(d.q_of):
-        starts.setdefault(int(j), i)
-    rows = []
-    for j in range(len(d.qinfo)):
-        a = starts.get(j)
-        if a is None:
-            rows.append(np.arange(0, 0))
-            continue
-        b = a
-        while b < len(d.q_of) and d.q_of[b] == j:
-            b += 1
-        rows.append(np.arange(a, b))
-    member_rows = []
-    for j, q in enumerate(d.qinfo):
-        keys = [d.keys[i] for i in rows[j]]
-        member_rows.append(members(keys, [tuple(h) for h in q["hits"]]))
-    return Prepared(d, rows, member_rows)
-
-
-@dataclass
-class Outcome:
-    correct: np.ndarray  # shown answer holds a gold answer (False for unanswerable)
-    gold_rank: np.ndarray  # 0 = not among the k citations
-    words: np.ndarray
-    qx: np.ndarray  # question features
-    top: np.ndarray  # top candidate score (baseline confidence)
-
-
-def select(
-    p: Prepared,
-    scores: np.ndarray,
-    *,
-    margin: float,
-    k: int = 10,
-    rank_prior: float = 0.0,
-    max_words: int = 80,
-    max_sentences: int = 2,
-) -> Outcome:
-    d = p.d
-    n = p.n
-    correct = np.zeros(n, dtype=bool)
-    gold = np.zeros(n, dtype=int)
-    words = np.zeros(n, dtype=int)
-    qx = np.zeros((n, len(QUESTION_FEATURES)))
-    top = np.full(n, -np.inf)
-    for j, q in enumerate(d.qinfo):
-        r = p.rows[j]
-        s = scores[r]
-        texts = [d.texts[i] for i in r]
-        hits = q["hits"]
-        bonus = np.array([rank_prior / (h + 1) for h in range(len(hits))]) if rank_prior else None
-        c = choose(
-            s,
-            texts,
-            p.member_rows[j],
-            margin=margin,
-            max_words=max_words,
-            max_sentences=max_sentences,
-            chunk_bonus=bonus,
-        )
-        shown = " ".join(texts[i] for i in c.shown)
-        correct[j] = holds_answer(shown, q["answers"])
-        words[j] = len(shown.split())
-        top[j] = s[c.shown[0]] if c.shown else -np.inf
-        cited = list(dict.fromkeys(c.shown_hits))
-        order = list(c.order[:k])
-        citations = cited + [h for h in order if h not in cited]
-        if q["source"]:
-            for rank, h in enumerate(citations, start=1):
-                src, a, b = hits[h]
-                span = q["span"]
-                if src == q["source"] and (span is None or (a < span[1] and span[0] < b)):
-                    gold[j] = rank
-                    break
-        qx[j] = question_row(q["question"], d.x[r], s, q["q"], texts, p.member_rows[j])
-    return Outcome(correct, gold, words, qx, top)
-
-
-# --------------------------------------------------------------------------- folds
-
-
-def article_folds(answerable: list[str], unanswerable: list[str], n: int = 4) -> list[list[str]]:
-    """Articles in ``n`` folds: the articles without unanswerable questions one per fold in
-    sorted order, then the others round-robin in sorted order (each fold gets some of both).
-
-    Returns:
-        ``n`` sorted lists of article names; every article in exactly one.
-    """
-    with_un = sorted(set(unanswerable))
-    without = sorted(set(answerable) - set(with_un))
-    folds: list[list[str]] = [[] for _ in range(n)]
-    for i, a in enumerate(without + with_un):
-        folds[i % n].append(a)
-    return [sorted(f) for f in folds]
-
-
-# --------------------------------------------------------------------------- models
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> dict:
-    """Logistic regression on standardised columns, exported as plain arrays.
-
-    Returns:
-        ``{"coef": [...], "intercept": b}`` on the RAW columns (the standardisation folded
-        in), so ``logit = x @ coef + intercept``.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    model = LogisticRegression(C=c, max_iter=1000, tol=1e-6)
-    model.fit((x - mean) / scale, y.astype(int))
-    coef = model.coef_[0] / scale
-    intercept = float(model.intercept_[0] - coef @ mean)
-    return {"coef": [float(v) for v in coef], "intercept": intercept}
-
-
-def logit(model: dict, x: np.ndarray) -> np.ndarray:
-    return x @ np.asarray(model["coef"]) + model["intercept"]
-
-
-def sentence_logits(p: Prepared, stage1: dict, recipe: Recipe) -> np.ndarray:
-    """Stage-1 logits of every row of ``p``, as ``rag.scorer.Model.sentence_logits`` gives
-    them (the heading rule included)."""
-    x = p.d.x[:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
-    heading = p.d.x[:, SENTENCE_FEATURES.index("heading")]
-    return logit(stage1, x) - HEADING_LOGIT * heading
-
-
-def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
-    """``p = sigmoid(a * z + b)`` fitted by maximum likelihood (almost no regularisation)."""
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=1e6, max_iter=2000, tol=1e-10)
-    model.fit(z.reshape(-1, 1), y.astype(int))
-    return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
-
-
-def platt(cal: dict, z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(cal["a"] * z + cal["b"])))
-
-
-# --------------------------------------------------------------------------- the recipe
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What a model bundle is trained with (the defaults are the shipped recipe)."""
-
-    sentence_features: tuple[str, ...] = SENTENCE_FEATURES
-    question_features: tuple[str, ...] = QUESTION_FEATURES
-    c_sentence: float = 1.0
-    c_question: float = 1.0
-    margin: float = 3.0
-    #: Fixed stage-1 weights (the hand score, for comparison) instead of learned ones.
-    fixed_stage1: dict | None = None
-
-
-def concat(dumps: list[Dump]) -> Dump:
-    """One dump holding the questions of several (same index)."""
-    offset, q_of = 0, []
-    for d in dumps:
-        q_of.append(d.q_of + offset)
-        offset += len(d.qinfo)
-    return Dump(
-        x=np.concatenate([d.x for d in dumps]),
-        q_of=np.concatenate(q_of),
-        hit_of=np.concatenate([d.hit_of for d in dumps]),
-        gold=np.concatenate([d.gold for d in dumps]),
-        in_span=np.concatenate([d.in_span for d in dumps]),
-        texts=[t for d in dumps for t in d.texts],
-        keys=[k for d in dumps for k in d.keys],
-        qinfo=[q for d in dumps for q in d.qinfo],
-    )
-
-
-def _cols(names, all_names) -> np.ndarray:
-    return np.array([all_names.index(n) for n in names], dtype=int)
-
-
-def _fit_stage1(p: Prepared, qmask: np.ndarray, recipe: Recipe) -> dict:
-    answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
-    rows = (qmask & answerable)[p.d.q_of]
-    x = p.d.x[rows][:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
-    y = p.d.gold[rows] & p.d.in_span[rows]
-    return fit_logistic(x, y, c=recipe.c_sentence)
-
-
-def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> dict:
-    """Train stage 1, stage 2 and the calibration on the articles of ``inner_folds``.
-
-    Stage 2 learns from stage-1 logits that are out-of-fold over ``inner_folds``, and the
-    calibration from stage-2 logits out-of-fold over them, so both see what a new article
-    looks like. Questions of other articles are never read.
-    """
-    articles = np.array([q["article"] or "" for q in p.d.qinfo])
-    in_a = np.isin(articles, [a for f in inner_folds for a in f])
-    s1_oof = np.zeros(len(p.d.x))
-    for fold in inner_folds:
-        test = np.isin(articles, fold)
-        model = recipe.fixed_stage1 or _fit_stage1(p, in_a & ~test, recipe)
-        rows = test[p.d.q_of]
-        s1_oof[rows] = sentence_logits(p, model, recipe)[rows]
-    stage1 = recipe.fixed_stage1 or _fit_stage1(p, in_a, recipe)
-    out = select(p, s1_oof, margin=recipe.margin)
-    qcols = _cols(recipe.question_features, QUESTION_FEATURES)
-    qx, y = out.qx[:, qcols], out.correct
-    z_oof = np.zeros(p.n)
-    for fold in inner_folds:
-        test = np.isin(articles, fold)
-        model = fit_logistic(qx[in_a & ~test], y[in_a & ~test], c=recipe.c_question)
-        z_oof[test] = logit(model, qx[test])
-    stage2 = fit_logistic(qx[in_a], y[in_a], c=recipe.c_question)
-    calibration = fit_platt(z_oof[in_a], y[in_a])
-    return {
-        "articles": sorted(a for f in inner_folds for a in f),
-        "stage1": stage1,
-        "stage2": stage2,
-        "calibration": calibration,
-    }
-
-
-def apply_bundle(p: Prepared, bundle: dict, recipe: Recipe) -> tuple[Outcome, np.ndarray]:
-    """The outcome of every question of ``p`` under ``bundle``, and its probabilities."""
-    out = select(p, sentence_logits(p, bundle["stage1"], recipe), margin=recipe.margin)
-    qx = out.qx[:, _cols(recipe.question_features, QUESTION_FEATURES)]
-    return out, platt(bundle["calibration"], logit(bundle["stage2"], qx))
+__all__ = [
+    "ANSWER_CORRECT_FLOOR",
+    "DEPTH",
+    "Dump",
+    "Outcome",
+    "Prepared",
+    "REL_TOL",
+    "Recipe",
+    "SQUAD",
+    "TrainingData",
+    "apply_bundle",
+    "article_folds",
+    "choose_threshold",
+    "compare_weights",
+    "concat",
+    "data_hash",
+    "dump_questions",
+    "fit_logistic",
+    "fit_platt",
+    "holds_answer",
+    "logit",
+    "main",
+    "platt",
+    "prepare",
+    "select",
+    "sentence_logits",
+    "train_bundle",
+    "train_scorer",
+    "write_weights",
+]
 
 
 # --------------------------------------------------------------------------- make scorer
@@ -497,51 +175,22 @@ def train_scorer(
 
 
 def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) -> dict:
-    from rag import tradeoff
     from rag.evaluation import prepare_index
     from rag.scorer import WEIGHTS_FORMAT, question_key
     from rag.store import Index
 
     index_dir, _ = prepare_index(root / data.corpus, cache_dir=root / cache_dir)
     retriever = Retriever(Index.load(index_dir))
-    articles = json.loads((root / data.articles).read_text(encoding="utf-8"))
-    answerable = load_question_set(root / data.answerable)
-    unanswerable = load_question_set(root / data.unanswerable)
-    if limit is not None:
-        answerable = _first_per_article(answerable, lambda q: q.source, limit)
-        unanswerable = _first_per_article(unanswerable, lambda q: articles[q.id], limit)
-    dumps = [
-        dump_questions(retriever, qs, articles=articles, progress=progress)
-        for qs in (answerable, unanswerable)
-    ]
-    p = prepare(concat(dumps))
-    folds = article_folds([q.source for q in answerable], [articles[q.id] for q in unanswerable])
-    names = np.array([q["article"] for q in p.d.qinfo])
+    p, folds = _dump_and_fold(root, data, retriever, limit, progress)
     is_answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
-    fold_models, prob = [], np.zeros(p.n)
-    right = np.zeros(p.n, dtype=bool)
-    for k, fold in enumerate(folds):
-        bundle = train_bundle(p, [f for i, f in enumerate(folds) if i != k], recipe)
-        out, pr = apply_bundle(p, bundle, recipe)
-        test = np.isin(names, fold)
-        prob[test], right[test] = pr[test], out.correct[test]
-        fold_models.append({"held_out": fold, "model": _strip(bundle)})
+    fold_models, prob, right = _out_of_fold(p, folds, recipe)
     full = train_bundle(p, folds, recipe)
 
     fold_of_article = {a: k for k, f in enumerate(folds) for a in f}
     digest, files = data_hash(root, data)
     docs = retriever.index.documents
     threshold = choose_threshold(prob, right, is_answerable)
-    a_prob, u_prob = prob[is_answerable], prob[~is_answerable]
-    oof = {
-        "auroc_right_vs_unanswerable": tradeoff.auroc(a_prob[right[is_answerable]], u_prob),
-        "ece": tradeoff.ece(prob, right),
-        "answer_correct_never_abstain": float(right[is_answerable].mean()),
-        "at_default_threshold": {
-            "answer_correct": float(np.mean(right[is_answerable] & (a_prob >= threshold))),
-            "abstain_unanswerable": float(np.mean(u_prob < threshold)),
-        },
-    }
+    oof = _oof_summary(prob, right, is_answerable, threshold)
     return _round(
         {
             "format": WEIGHTS_FORMAT,
@@ -574,6 +223,60 @@ def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) 
             "folds": fold_models,
         }
     )
+
+
+def _dump_and_fold(
+    root: Path, data, retriever: Retriever, limit, progress
+) -> tuple[Prepared, list[list[str]]]:
+    """The prepared candidate features of the training questions and their article folds."""
+    articles = json.loads((root / data.articles).read_text(encoding="utf-8"))
+    answerable = load_question_set(root / data.answerable)
+    unanswerable = load_question_set(root / data.unanswerable)
+    if limit is not None:
+        answerable = _first_per_article(answerable, lambda q: q.source, limit)
+        unanswerable = _first_per_article(unanswerable, lambda q: articles[q.id], limit)
+    dumps = [
+        dump_questions(retriever, qs, articles=articles, progress=progress)
+        for qs in (answerable, unanswerable)
+    ]
+    p = prepare(concat(dumps))
+    folds = article_folds([q.source for q in answerable], [articles[q.id] for q in unanswerable])
+    return p, folds
+
+
+def _out_of_fold(
+    p: Prepared, folds: list[list[str]], recipe: Recipe
+) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """One model per fold and, for every question, its probability and rightness under the
+    model that never saw its article."""
+    names = np.array([q["article"] for q in p.d.qinfo])
+    fold_models, prob = [], np.zeros(p.n)
+    right = np.zeros(p.n, dtype=bool)
+    for k, fold in enumerate(folds):
+        bundle = train_bundle(p, [f for i, f in enumerate(folds) if i != k], recipe)
+        out, pr = apply_bundle(p, bundle, recipe)
+        test = np.isin(names, fold)
+        prob[test], right[test] = pr[test], out.correct[test]
+        fold_models.append({"held_out": fold, "model": _strip(bundle)})
+    return fold_models, prob, right
+
+
+def _oof_summary(
+    prob: np.ndarray, right: np.ndarray, is_answerable: np.ndarray, threshold: float
+) -> dict:
+    """The out-of-fold numbers written with the weights."""
+    from rag import tradeoff
+
+    a_prob, u_prob = prob[is_answerable], prob[~is_answerable]
+    return {
+        "auroc_right_vs_unanswerable": tradeoff.auroc(a_prob[right[is_answerable]], u_prob),
+        "ece": tradeoff.ece(prob, right),
+        "answer_correct_never_abstain": float(right[is_answerable].mean()),
+        "at_default_threshold": {
+            "answer_correct": float(np.mean(right[is_answerable] & (a_prob >= threshold))),
+            "abstain_unanswerable": float(np.mean(u_prob < threshold)),
+        },
+    }
 
 
 def _strip(bundle: dict) -> dict:

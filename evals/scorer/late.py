@@ -244,9 +244,9 @@ def li_question(p, scores: np.ndarray) -> np.ndarray:
 
 
 def patch(stage1: bool) -> None:
-    """Point rag.training at the extended feature lists (experiment only)."""
+    """Point rag.fitting at the extended feature lists (experiment only)."""
+    import rag.fitting as T
     import rag.scorer as S
-    import rag.training as T
 
     base_select = getattr(T, "_base_select", T.select)
     T._base_select = base_select

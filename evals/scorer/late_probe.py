@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from harness import CACHE, Dump, prepare
 
-import rag.training as T
+import rag.fitting as T
 from rag import tradeoff
 from rag.embedding import Embedder
 

@@ -218,3 +218,91 @@ def test_damaged_index_is_reported_by_status_and_ask_and_repaired_by_index(
     answer = Assistant(project / "index").ask(q)
     assert "2,000" in answer.answer and "9,999" not in answer.answer
     assert rag_cli("status", cwd=project).stdout.count("indexed") == 4
+
+
+# --- issue 11: lean loading, persisted BM25, status by size and mtime ----------------------
+
+
+def test_persisted_bm25_and_idf_equal_those_derived_from_the_chunk_texts(built_index):
+    """The saved BM25 index and the IDF read from it are what re-tokenising every chunk at
+    load (format 2) gave: same ranking, same scores, same weights."""
+    import math
+    from collections import Counter
+
+    import bm25s
+
+    from rag.terms import terms
+
+    index = Index.load(built_index[1])
+    chunk_terms = [terms(c.text) for c in index.chunks]
+    fresh = bm25s.BM25()
+    fresh.index(chunk_terms, show_progress=False)
+    for q in ("queen eggs day", "lighthouse rock built", "tide moon", "zorblax", "erupt 2010"):
+        qt = terms(q)
+        depth = len(chunk_terms)
+        docs, scores = fresh.retrieve([qt], k=depth, show_progress=False, n_threads=0)
+        expected = [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        assert index.bm25_search(qt, depth) == expected
+    df = Counter(t for ts in chunk_terms for t in set(ts))
+    n = len(chunk_terms)
+    for t, d in df.items():
+        assert index.idf(t) == math.log(1 + (n - d + 0.5) / (d + 0.5))
+    assert index.idf("zorblax") == index.default_idf == math.log(1 + (n + 0.5) / 0.5)
+    assert set(index.vocabulary()) == set(df)
+
+
+def test_load_reads_no_text_and_reads_a_document_once(built_index):
+    index = Index.load(built_index[1])
+    db = sqlite3.connect(built_index[1] / "index.sqlite")
+    reads = []
+    index._db.set_trace_callback(reads.append)  # every statement the index runs
+    index.chunks[0]
+    assert sum("FROM documents" in r for r in reads) == 1
+    for row in range(len(index.chunks)):
+        index.chunks[row]
+    documents_read = sum("FROM documents" in r for r in reads)
+    assert documents_read == len({c.source for c in index.chunks})  # each once (cached)
+    db.close()
+
+
+def _touch(path: Path, *, ns: int) -> None:
+    import os
+
+    os.utime(path, ns=(ns, ns))
+
+
+def test_status_trusts_size_and_mtime_and_hashes_the_rest(seeds_copy, tmp_path):
+    from rag.store import index_status
+
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    assert set(index_status(seeds_copy, index).values()) == {"indexed"}
+
+    bees = seeds_copy / "bees.md"
+    stamp = bees.stat().st_mtime_ns
+    _touch(bees, ns=stamp + 10**9)  # touched, same bytes: hashed, still indexed
+    assert index_status(seeds_copy, index)["bees.md"] == "indexed"
+
+    text = bees.read_text()
+    bees.write_text(text + "The queen bee is large.\n")
+    _touch(bees, ns=stamp)  # mtime restored, size differs: hashed, changed
+    assert index_status(seeds_copy, index)["bees.md"] == "changed"
+
+    bees.write_text(text.replace("2,000", "9,999"))
+    _touch(bees, ns=stamp)  # same size and mtime: trusted without reading, as make does
+    assert index_status(seeds_copy, index)["bees.md"] == "indexed"
+
+
+def test_a_file_changed_right_after_the_scan_is_hashed(seeds_copy, tmp_path):
+    """A file written within the clock's granularity of the build that read it may change
+    again without its mtime moving: it is never trusted by size and mtime."""
+    from rag.store import index_status
+
+    index = tmp_path / "index"
+    bees = seeds_copy / "bees.md"
+    bees.write_text(bees.read_text())  # mtime = now: racy for the build that follows
+    build_index(seeds_copy, index)
+    stamp = bees.stat().st_mtime_ns
+    bees.write_text(bees.read_text().replace("2,000", "9,999"))  # same size
+    _touch(bees, ns=stamp)
+    assert index_status(seeds_copy, index)["bees.md"] == "changed"

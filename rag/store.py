@@ -1,32 +1,50 @@
-"""The on-disk index: FAISS vectors, chunk and document metadata, and a manifest.
+"""The on-disk index (format 3): a manifest, an SQLite file of texts and rows, memory-mapped
+vectors and a persisted BM25 index. Loading reads only what does not grow with the corpus.
 
 Layout of an index folder (no pickle anywhere)::
 
-    manifest.json      format version, settings, model, per-document hash and counts, versions
-    documents.jsonl    one line a document: source, hash, canonical text, pages, locations,
-                       sentences
-    chunks.jsonl       one line a chunk: id, source, offsets, sentence spans
-    chunks.faiss       IndexFlatIP of the chunk vectors (row i = line i of chunks.jsonl)
-    sentences.faiss    IndexFlatIP of the sentence vectors (document order), for answer scoring
+    manifest.json      format version, settings, model, counts, versions; per document: its
+                       content and text hashes, its seed file's size and mtime_ns, and its
+                       chunk and sentence counts and first rows
+    index.sqlite       documents (canonical text, pages, locations, sentence spans), sentences
+                       (row -> source, text hash) and chunks (row -> id, source, span,
+                       sentence spans, BM25 terms, text hash)
+                       span, text hash) and chunks (row -> id, source, span, sentence spans,
+                       BM25 terms, text hash)
+    chunks.npy         float32 unit vectors, row i = chunk row i (memory-mapped on load)
+    sentences.npy      float32 unit vectors, row i = sentence row i (document order)
+    bm25.*             the bm25s index of the chunks' stored terms (bm25s ``save``; its
+                       arrays memory-mapped on first use)
     calibration.json   optional: the abstention threshold chosen by ``rag eval --calibrate``
                        (read and written by ``rag.calibration``; a build keeps it)
 
-Loading checks every stored hash, id and offset (``_check``), so a damaged or edited index is
-refused, never quoted. An index is written by ``rag.indexing.build_index`` (and its
-calibration by ``rag.calibration``), always whole, through ``rag.swap``: a complete folder
-swapped in under the writer lock, so an interrupted write leaves the previous index as it was.
+Rows follow the documents' order and, within a document, their offsets; a document's chunks
+and sentences are the contiguous rows the manifest names.
+
+Checks are split by cost. ``Index.load`` checks what is O(1) or O(documents): the manifest,
+the row counts of every file against it, the vectors' shape and dtype, the BM25 index's
+size. Everything per text is checked when it is read: a document's text against its
+sha256, its sentence spans and location map; a chunk's offsets, id (a hash of its text),
+sentences and order; each vector read is a unit vector. A damaged or edited index is
+refused (``IndexDamagedError``), never quoted. An index is written by
+``rag.indexing.build_index`` through ``IndexWriter`` and ``rag.swap``: a complete folder
+swapped in under the writer lock, so an interrupted write leaves the previous index as it
+was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from dataclasses import dataclass, field
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.chunking import Chunk, Span, chunk_id, text_hash
+from rag.chunking import Chunk, Span, chunk_id
 from rag.documents import Document, file_hash, seed_files, source_name
 from rag.errors import (
     IndexDamagedError,
@@ -34,16 +52,37 @@ from rag.errors import (
     IndexNotFoundError,
 )
 from rag.settings import FORMAT_VERSION, IndexSettings
-from rag.swap import MANIFEST, recover_for_reader
+from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, recover_for_reader
 
 if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
     import numpy as np
 
 CALIBRATION = "calibration.json"
+#: Documents (with their sentence spans) and chunks kept after a read: small, bounded LRUs.
+DOCUMENT_CACHE = 256
+CHUNK_CACHE = 4096
+
+SentenceKey = tuple[str, int, int]
+
+_SCHEMA = """
+CREATE TABLE documents (
+    source TEXT PRIMARY KEY, content_hash TEXT NOT NULL, text TEXT NOT NULL,
+    page_starts TEXT, locations TEXT, sentences TEXT NOT NULL);
+CREATE TABLE sentences (row INTEGER PRIMARY KEY, source TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE chunks (
+    row INTEGER PRIMARY KEY, id TEXT NOT NULL, source TEXT NOT NULL,
+    start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, sentences TEXT NOT NULL,
+    terms TEXT NOT NULL, hash TEXT NOT NULL);
+"""
+# Built after the rows are in (faster than maintaining them row by row).
+_INDEXES = """
+CREATE INDEX sentence_hashes ON sentences(hash);
+CREATE INDEX chunk_hashes ON chunks(hash);
+"""
 
 
 def text_digest(text: str) -> str:
-    """sha256 of a document's canonical text, stored in the manifest and checked on load."""
+    """sha256 of a document's canonical text, stored in the manifest and checked on read."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -54,31 +93,89 @@ def faiss_module():
     return faiss
 
 
-@dataclass
-class Index:
-    """A loaded index: documents, chunks and their vectors. Read-only once loaded."""
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """An SQLite connection to ``path``; read-only ones treat the file as immutable (an index
+    folder never changes once swapped in) and may be shared by threads under a lock."""
+    if read_only:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    return sqlite3.connect(path)
 
-    path: Path
-    manifest: dict
-    settings: IndexSettings
-    documents: dict[str, Document]
-    chunks: list[Chunk]
-    chunk_vectors: np.ndarray
-    sentence_vectors: np.ndarray
-    sentence_rows: dict[tuple[str, int, int], int]
-    faiss_index: object = field(repr=False, default=None)
+
+class _LRU(OrderedDict):
+    """A dict that forgets its least recently used entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make(key)
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """A checked document and its sentence spans (document order)."""
+
+    document: Document
+    spans: tuple[Span, ...]
+    span_set: frozenset[Span]
+    starts: tuple[int, ...]
+
+
+class Index:
+    """A loaded index. Read-only; safe for concurrent readers.
+
+    Attributes:
+        documents: source -> ``Document``, read (and checked against its sha256) on access.
+        chunks: row -> ``Chunk``, read (and checked) on access; ``len`` is free.
+        chunk_vectors, sentence_vectors: the memory-mapped unit vectors; indexing them
+            returns arrays and checks the rows read are unit vectors.
+    """
+
+    def __init__(
+        self, path: Path, manifest: dict, settings: IndexSettings, db, vectors, bm25
+    ) -> None:
+        self.path, self.manifest, self.settings = path, manifest, settings
+        self._db = db
+        self._lock = threading.RLock()
+        self._entries: dict = manifest["documents"]
+        self._n_chunks: int = manifest["counts"]["chunks"]
+        self._n_sentences: int = manifest["counts"]["sentences"]
+        # Which document owns a chunk row: first rows in order (bisect).
+        order = sorted(self._entries.items(), key=lambda kv: kv[1]["first_chunk"])
+        self._chunk_starts = [e["first_chunk"] for _, e in order]
+        self._chunk_owner = [s for s, _ in order]
+        self.chunk_vectors = _UnitRows(vectors[0], self, "chunk")
+        self.sentence_vectors = _UnitRows(vectors[1], self, "sentence")
+        self._bm25 = bm25
+        self._docs = _LRU(DOCUMENT_CACHE)
+        self._chunk_cache = _LRU(CHUNK_CACHE)
+        self.documents: Mapping[str, Document] = _Documents(self)
+        self.chunks: Sequence[Chunk] = _Chunks(self)
+        n = max(self._n_chunks, 1)
+        #: The IDF of a term no chunk holds (the scorer's "unknown word" weight).
+        self.default_idf = _idf(n, 0)
 
     @classmethod
     def load(cls, path: Path | str, *, model: str | None = None) -> Index:
-        """Load the index at ``path``, checking the manifest before touching FAISS.
+        """Open the index at ``path``, checking the manifest before touching anything else.
 
-        Every stored hash, id and offset is checked (``_check``) before the index is used.
+        Checks every file's row count and shape against the manifest (cheap: nothing here
+        reads a text or a vector); each text is checked when it is read.
 
         Raises:
             IndexNotFoundError: no index there.
             IndexMismatchError: another format version or (when ``model`` is given) another
                 model.
-            IndexDamagedError: files that disagree with each other or with their hashes.
+            IndexDamagedError: files that disagree with each other or with the manifest.
             IndexBusyError: the index stayed mid-swap under a live writer for 30 s.
         """
         import numpy as np
@@ -86,59 +183,394 @@ class Index:
         path = Path(path)
         recover_for_reader(path)
         manifest, settings = _read_manifest_checked(path, model)
-        faiss = faiss_module()
+        db = None
         try:
-            documents, doc_sentences = _read_documents(path)
-            chunks = _read_chunks(path, documents)
-            chunk_index = faiss.read_index(str(path / "chunks.faiss"))
-            sentence_index = faiss.read_index(str(path / "sentences.faiss"))
-            dim = manifest["model"]["dimension"]
-            _check(manifest, documents, doc_sentences, chunks)
+            _check_manifest(manifest)
+            counts, dim = manifest["counts"], manifest["model"]["dimension"]
+            if not (path / DB).is_file():
+                raise IndexDamagedError(path, f"{DB} is missing")
+            db = connect(path / DB, read_only=True)
+            _check_rows(db, manifest)
+            vectors = []
+            for name, n in (
+                (CHUNK_VECTORS, counts["chunks"]),
+                (SENTENCE_VECTORS, counts["sentences"]),
+            ):
+                v = np.load(path / name, mmap_mode="r", allow_pickle=False)
+                if v.dtype != np.float32 or v.shape != (n, dim):
+                    raise IndexDamagedError(path, f"{name} does not match the manifest")
+                vectors.append(v)
+            bm25 = None
+            if counts["chunks"]:
+                if _bm25_size(path) != counts["chunks"]:
+                    raise IndexDamagedError(path, "the BM25 index does not match the manifest")
+                # Opened now, like the other files: a rebuild swapping the folder later
+                # never mixes its files with these.
+                bm25 = _load_bm25(path)
         except IndexDamagedError as e:
+            if db is not None:
+                db.close()
             raise IndexDamagedError(path, e.reason) from None
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+        except (OSError, KeyError, ValueError, TypeError, IndexError, sqlite3.Error) as e:
+            if db is not None:
+                db.close()
             raise IndexDamagedError(path, f"{type(e).__name__}: {e}") from None
-        sentence_rows = {
-            (source, a, b): row
-            for row, (source, (a, b)) in enumerate(
-                (source, span) for source, spans in doc_sentences.items() for span in spans
-            )
-        }
-        if (chunk_index.ntotal, chunk_index.d) != (len(chunks), dim) or (
-            sentence_index.ntotal,
-            sentence_index.d,
-        ) != (len(sentence_rows), dim):
-            raise IndexDamagedError(path, "vectors and metadata differ")
-        chunk_vectors, sentence_vectors = _vectors(chunk_index, dim), _vectors(sentence_index, dim)
-        for name, vectors in (("chunk", chunk_vectors), ("sentence", sentence_vectors)):
-            # Every stored vector is a unit vector (cosine = inner product); anything else is
-            # a damaged file.
-            norms = np.linalg.norm(vectors, axis=1) if len(vectors) else vectors[:, 0]
-            if not np.all(np.abs(norms - 1.0) < 1e-3):
-                raise IndexDamagedError(path, f"{name} vectors are not unit vectors")
-        return cls(
-            path=path,
-            manifest=manifest,
-            settings=settings,
-            documents=documents,
-            chunks=chunks,
-            chunk_vectors=chunk_vectors,
-            sentence_vectors=sentence_vectors,
-            sentence_rows=sentence_rows,
-            faiss_index=chunk_index,
-        )
+        return cls(path, manifest, settings, db, vectors, bm25)
 
-    def vector_cache(self) -> dict[str, np.ndarray]:
-        """Every stored vector by the hash of its text: what a rebuild need not embed again."""
-        cache = {text_hash(c.text): v for c, v in zip(self.chunks, self.chunk_vectors, strict=True)}
-        for (source, a, b), row in self.sentence_rows.items():
-            cache[text_hash(self.documents[source].text[a:b])] = self.sentence_vectors[row]
+    # ------------------------------------------------------------------ reads, checked
+
+    def damaged(self, reason: str) -> IndexDamagedError:
+        return IndexDamagedError(self.path, reason)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise self.damaged(f"{DB}: {e}") from None
+
+    def _doc(self, source: str) -> _Doc:
+        with self._lock:
+            return self._docs.get_or(source, self._read_doc)
+
+    def _read_doc(self, source: str) -> _Doc:
+        entry = self._entries[source]
+        rows = self._query(
+            "SELECT content_hash, text, page_starts, locations, sentences FROM documents "
+            "WHERE source = ?",
+            (source,),
+        )
+        if len(rows) != 1:
+            raise self.damaged(f"{source!r} is missing from {DB}")
+        content_hash, text, page_starts, locations, sentences = rows[0]
+        if content_hash != entry["content_hash"]:
+            raise self.damaged(f"{source!r}: content hash differs from the manifest")
+        if not isinstance(text, str) or text_digest(text) != entry["text_hash"]:
+            raise self.damaged(f"{source!r}: text does not match its hash")
+        try:
+            pages = json.loads(page_starts) if page_starts else None
+            locs = json.loads(locations) if locations else None
+            spans = tuple((a, b) for a, b in json.loads(sentences))
+            doc = Document(
+                source,
+                text,
+                content_hash,
+                tuple(pages) if pages else None,
+                tuple((a, label) for a, label in locs) if locs else None,
+            )
+        except (ValueError, TypeError) as e:
+            raise self.damaged(f"{source!r}: {e}") from None
+        starts = [a for a, _ in doc.locations or ()]
+        if (
+            any(not isinstance(a, int) for a in starts)
+            or starts != sorted(set(starts))
+            or (starts and not 0 <= starts[0] <= starts[-1] < max(len(text), 1))
+        ):
+            raise self.damaged(f"{source!r}: location map out of range or order")
+        if len(spans) != entry["sentences"]:
+            raise self.damaged(f"{source!r}: sentence count differs from the manifest")
+        last = 0
+        for a, b in spans:
+            if not (isinstance(a, int) and isinstance(b, int) and last <= a < b <= len(text)):
+                raise self.damaged(f"{source!r}: sentence {a}-{b} out of range or order")
+            last = b
+        return _Doc(doc, spans, frozenset(spans), tuple(a for a, _ in spans))
+
+    def _chunk(self, row: int) -> Chunk:
+        with self._lock:
+            return self._chunk_cache.get_or(row, self._read_chunk)
+
+    def _raw_chunk(self, row: int) -> tuple:
+        rows = self._query(
+            "SELECT id, source, start_char, end_char, sentences FROM chunks WHERE row = ?", (row,)
+        )
+        if len(rows) != 1:
+            raise self.damaged(f"chunk row {row} is missing from {DB}")
+        return rows[0]
+
+    def _read_chunk(self, row: int) -> Chunk:
+        cid, source, start, end, sentences = self._raw_chunk(row)
+        owner = self._chunk_owner[_bisect(self._chunk_starts, row)]
+        if source != owner:
+            raise self.damaged(f"chunk row {row} belongs to {owner!r}, not {source!r}")
+        d = self._doc(source)
+        n = len(d.document.text)
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= n):
+            raise self.damaged(f"{source!r}: chunk offsets {start}-{end} out of range")
+        text = d.document.text[start:end]
+        if cid != chunk_id(source, start, end, text):
+            raise self.damaged(f"{source!r}: chunk {cid} does not match its text")
+        try:
+            spans = tuple(tuple(s) for s in json.loads(sentences))
+        except (ValueError, TypeError) as e:
+            raise self.damaged(f"{source!r}: chunk {cid}: {e}") from None
+        if not spans or any(
+            s not in d.span_set or not (start <= s[0] and s[1] <= end) for s in spans
+        ):
+            raise self.damaged(f"{source!r}: chunk {cid} has sentences outside it")
+        # Order: each chunk starts after the one before it in its document; the first one
+        # at the document's first sentence. A swapped or shifted row breaks one of these.
+        entry = self._entries[source]
+        if row == entry["first_chunk"]:
+            in_order = start == d.spans[0][0]
+        else:
+            in_order = self._raw_chunk(row - 1)[2] < start
+        if not in_order:
+            raise self.damaged(f"{source!r}: chunk at {start} out of order")
+        return Chunk(cid, source, start, end, text, spans)
+
+    # ------------------------------------------------------------------ the read interface
+
+    def _position(self, key: SentenceKey) -> tuple[tuple[Span, ...], int] | None:
+        """The spans of ``key``'s document and ``key``'s place among them (None: not one)."""
+        if key[0] not in self._entries:
+            return None
+        d = self._doc(key[0])
+        spans, i = d.spans, _bisect(d.starts, key[1])
+        return (spans, i) if i >= 0 and spans[i] == (key[1], key[2]) else None
+
+    def sentence_row(self, key: SentenceKey) -> int | None:
+        """The row of sentence ``(source, start, end)`` in ``sentence_vectors`` (None: no such
+        sentence)."""
+        found = self._position(key)
+        return None if found is None else self._entries[key[0]]["first_sentence"] + found[1]
+
+    def sentence_keys(self) -> Iterator[SentenceKey]:
+        """Every sentence's key in row order (reads the whole table: for evaluation scripts)."""
+        for source in sorted(self._entries, key=lambda s: self._entries[s]["first_sentence"]):
+            yield from ((source, a, b) for a, b in self._doc(source).spans)
+
+    def neighbours(self, key: SentenceKey) -> tuple[SentenceKey | None, SentenceKey | None]:
+        """The sentences before and after ``key`` in the same document (None at its ends)."""
+        found = self._position(key)
+        if found is None:
+            return None, None
+        spans, i = found
+        before = (key[0], *spans[i - 1]) if i > 0 else None
+        after = (key[0], *spans[i + 1]) if i + 1 < len(spans) else None
+        return before, after
+
+    def dense_search(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
+        """The ``depth`` chunk rows nearest ``qv`` by inner product (= cosine on unit
+        vectors), best first: (row, cosine), no padding.
+
+        Exact search over the memory-mapped vectors with faiss's brute-force kernel (the
+        one ``IndexFlatIP`` runs, so rankings and ties are those of a flat index). This is
+        the one place dense chunk search happens: an approximate index slots in here.
+        """
+        import numpy as np
+
+        vectors = self.chunk_vectors.raw
+        depth = min(depth, len(vectors))
+        if depth <= 0:
+            return []
+        q = np.ascontiguousarray(qv[None, :], dtype=np.float32)
+        scores, ids = faiss_module().knn(
+            q, vectors, depth, metric=faiss_module().METRIC_INNER_PRODUCT
+        )
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        self.chunk_vectors[[i for i, _ in found]]  # checks the rows it returns are unit vectors
+        return found
+
+    def bm25_search(self, question_terms: list[str], depth: int) -> list[tuple[int, float]]:
+        """The chunk rows BM25 scores above 0 for ``question_terms``, best first (at most
+        ``depth``)."""
+        if not question_terms or not self._n_chunks:
+            return []
+        depth = min(depth, self._n_chunks)
+        docs, scores = self._bm25.retrieve(
+            [question_terms], k=depth, show_progress=False, n_threads=0
+        )
+        # bm25s fills up to k with zero-score documents that share no term with the question.
+        return [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def vocabulary(self) -> Iterator[str]:
+        """Every term some chunk holds (reads the whole BM25 vocabulary)."""
+        if self._n_chunks:
+            yield from (t for t in self._bm25.vocab_dict if t)
+
+    def document_frequency(self, term: str) -> int:
+        """How many chunks hold ``term`` (0: none), read from the BM25 index's columns."""
+        if not self._n_chunks or not term:
+            return 0
+        j = self._bm25.vocab_dict.get(term)
+        if j is None:
+            return 0
+        indptr = self._bm25.scores["indptr"]
+        return int(indptr[j + 1] - indptr[j])
+
+    def idf(self, term: str) -> float:
+        """``log(1 + (n - df + 0.5) / (df + 0.5))`` over the n chunks; ``default_idf`` for a
+        term no chunk holds."""
+        df = self.document_frequency(term)
+        return _idf(max(self._n_chunks, 1), df) if df else self.default_idf
+
+    def vector_of(self, h: str) -> np.ndarray | None:
+        """A stored vector whose text has ``chunking.text_hash`` ``h`` (None: none has)."""
+        for table, vectors in (
+            ("chunks", self.chunk_vectors),
+            ("sentences", self.sentence_vectors),
+        ):
+            rows = self._query(f"SELECT row FROM {table} WHERE hash = ? LIMIT 1", (h,))
+            if rows:
+                return vectors[rows[0][0]]
+        return None
+
+    def vector_cache_for(self, sources) -> dict[str, np.ndarray]:
+        """Every stored vector of the documents ``sources`` by the hash of its text."""
+        cache = {}
+        for source in sources:
+            e = self._entries.get(source)
+            if e is None:
+                continue
+            for table, vectors, first, n in (
+                ("chunks", self.chunk_vectors, e["first_chunk"], e["chunks"]),
+                ("sentences", self.sentence_vectors, e["first_sentence"], e["sentences"]),
+            ):
+                rows = self._query(
+                    f"SELECT row, hash FROM {table} WHERE row >= ? AND row < ?", (first, first + n)
+                )
+                if rows:
+                    block = vectors[first : first + n]
+                    for row, h in rows:
+                        cache[h] = block[row - first]
         return cache
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _idf(n: int, df: int) -> float:
+    import math
+
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def _bisect(starts: list[int], x: int) -> int:
+    """The index of the last of the sorted ``starts`` that is <= ``x`` (-1: none)."""
+    import bisect
+
+    return bisect.bisect_right(starts, x) - 1
+
+
+class _UnitRows:
+    """Memory-mapped vectors; indexing returns an array and refuses rows that are not unit
+    vectors (every stored vector is one: cosine = inner product)."""
+
+    def __init__(self, raw, index: Index, what: str) -> None:
+        self.raw, self._index, self._what = raw, index, what
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.raw.shape
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        rows = np.asarray(self.raw[key])
+        if rows.size:
+            flat = rows.reshape(-1, rows.shape[-1])
+            squares = np.einsum("ij,ij->i", flat, flat)  # |v|^2: 1 +- 2e-3 means |v| = 1 +- 1e-3
+            if not np.all(np.abs(squares - 1.0) < 2e-3):
+                raise self._index.damaged(f"{self._what} vectors are not unit vectors")
+        return rows
+
+
+class _Documents(Mapping):
+    """source -> Document, each read from SQLite on access and checked against its hash."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def __getitem__(self, source: str) -> Document:
+        if source not in self._index._entries:
+            raise KeyError(source)
+        return self._index._doc(source).document
+
+    def __contains__(self, source: object) -> bool:
+        return source in self._index._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index._entries)
+
+    def __len__(self) -> int:
+        return len(self._index._entries)
+
+
+class _Chunks(Sequence):
+    """row -> Chunk, each read from SQLite on access (text sliced from its checked document)."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return self._index._n_chunks
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        n = len(self)
+        if row < 0:
+            row += n
+        if not 0 <= row < n:
+            raise IndexError(f"chunk row {row} out of range")
+        return self._index._chunk(int(row))
+
+
+def _load_bm25(folder: Path):
+    """The saved bm25s index in ``folder``, its arrays memory-mapped."""
+    import bm25s
+
+    return bm25s.BM25.load(folder, mmap=True, **BM25_FILES)
+
+
+def _bm25_size(folder: Path) -> int | None:
+    """The number of documents the saved BM25 index holds (None: no readable index)."""
+    try:
+        params = json.loads((folder / BM25_FILES["params_name"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not all((folder / name).is_file() for name in BM25_FILES.values()):
+        return None
+    return params.get("num_docs")
+
+
+def _check_manifest(manifest: dict) -> None:
+    """Raise ``IndexDamagedError`` unless the manifest's per-document rows partition its
+    counts: each document's chunks and sentences are the next contiguous rows."""
+    counts = manifest["counts"]
+    entries = manifest["documents"]
+    if counts["documents"] != len(entries):
+        raise IndexDamagedError("", "document count differs from the manifest's list")
+    for kind, first in (("chunks", "first_chunk"), ("sentences", "first_sentence")):
+        at = 0
+        for source, e in sorted(entries.items(), key=lambda kv: kv[1][first]):
+            if e[first] != at or not isinstance(e[kind], int) or e[kind] < (kind == "sentences"):
+                raise IndexDamagedError("", f"{source!r}: {kind} rows differ from the manifest")
+            at += e[kind]
+        if at != counts[kind]:
+            raise IndexDamagedError("", f"{kind} count differs from the manifest")
+
+
+def _check_rows(db: sqlite3.Connection, manifest: dict) -> None:
+    """Raise ``IndexDamagedError`` unless the tables hold the rows the manifest counts."""
+    counts = manifest["counts"]
+    sources = {s for (s,) in db.execute("SELECT source FROM documents")}
+    if sources != set(manifest["documents"]):
+        raise IndexDamagedError("", f"{DB} and the manifest list different documents")
+    for table in ("chunks", "sentences"):
+        n, lo, hi = db.execute(f"SELECT count(*), min(row), max(row) FROM {table}").fetchone()
+        if n != counts[table] or (n and (lo, hi) != (0, n - 1)):
+            raise IndexDamagedError("", f"{table} count differs from the manifest")
 
 
 def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSettings]:
-    """The manifest and its settings, refused before FAISS is touched when the index is
-    missing, of another format or (``model`` given) of another model."""
+    """The manifest and its settings, refused before anything else is read when the index
+    is missing, of another format or (``model`` given) of another model."""
     manifest = read_manifest(path)
     if manifest is None:
         raise IndexNotFoundError(f"no index in {path}/: run `rag index` first")
@@ -160,125 +592,6 @@ def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSe
     return manifest, settings
 
 
-def _read_documents(path: Path) -> tuple[dict[str, Document], dict[str, list[Span]]]:
-    """documents.jsonl: the documents by source, and each one's sentence spans."""
-    documents, doc_sentences = {}, {}
-    for rec in _read_jsonl(path / "documents.jsonl"):
-        doc = Document(
-            rec["source"],
-            rec["text"],
-            rec["content_hash"],
-            tuple(rec["page_starts"]) if rec["page_starts"] else None,
-            tuple((a, label) for a, label in rec.get("locations") or ()) or None,
-        )
-        if doc.source in documents:
-            raise IndexDamagedError(path, f"{doc.source!r} appears twice")
-        documents[doc.source] = doc
-        doc_sentences[doc.source] = [tuple(s) for s in rec["sentences"]]
-    return documents, doc_sentences
-
-
-def _read_chunks(path: Path, documents: dict[str, Document]) -> list[Chunk]:
-    """chunks.jsonl: each chunk's text is sliced from its document."""
-    chunks = []
-    for rec in _read_jsonl(path / "chunks.jsonl"):
-        doc = documents.get(rec["source"])
-        if doc is None:
-            raise IndexDamagedError(path, f"a chunk of unknown document {rec['source']!r}")
-        start, end = rec["start"], rec["end"]
-        chunks.append(
-            Chunk(
-                rec["id"],
-                doc.source,
-                start,
-                end,
-                doc.text[start:end],
-                tuple(tuple(s) for s in rec["sentences"]),
-            )
-        )
-    return chunks
-
-
-def _check(
-    manifest: dict,
-    documents: dict[str, Document],
-    doc_sentences: dict[str, list[Span]],
-    chunks: list[Chunk],
-) -> None:
-    """Raise ``IndexDamagedError`` unless the files agree with each other and the manifest.
-
-    Checked: the document set, each text against its stored sha256, the content hashes,
-    sentence spans (in range, in order), location maps (in range, in order), and each
-    chunk's offsets, id (a hash of its text), sentences and order. Chunk rows follow the
-    documents' rows and, within a document, their offsets, so a reordered or shifted file is
-    caught even when the counts still match.
-    """
-
-    def damaged(reason: str):
-        return IndexDamagedError("", reason)
-
-    listed = manifest["documents"]
-    if set(documents) != set(listed):
-        raise damaged("documents.jsonl and the manifest list different documents")
-    for source, doc in documents.items():
-        entry = listed[source]
-        if doc.content_hash != entry["content_hash"]:
-            raise damaged(f"{source!r}: content hash differs from the manifest")
-        if text_digest(doc.text) != entry["text_hash"]:
-            raise damaged(f"{source!r}: text does not match its hash")
-        starts = [a for a, _ in doc.locations or ()]
-        if (
-            any(not isinstance(a, int) for a in starts)
-            or starts != sorted(set(starts))
-            or (starts and not 0 <= starts[0] <= starts[-1] < max(len(doc.text), 1))
-        ):
-            raise damaged(f"{source!r}: location map out of range or order")
-        spans, last = doc_sentences[source], 0
-        if len(spans) != entry["sentences"]:
-            raise damaged(f"{source!r}: sentence count differs from the manifest")
-        for a, b in spans:
-            if not (last <= a < b <= len(doc.text)):
-                raise damaged(f"{source!r}: sentence {a}-{b} out of range or order")
-            last = b
-    per_doc: Counter[str] = Counter()
-    order = {source: i for i, source in enumerate(documents)}
-    previous: tuple[int, int] | None = None
-    sentence_sets = {source: set(spans) for source, spans in doc_sentences.items()}
-    for c in chunks:
-        n = len(documents[c.source].text)
-        if not (isinstance(c.start, int) and isinstance(c.end, int) and 0 <= c.start < c.end <= n):
-            raise damaged(f"{c.source!r}: chunk offsets {c.start}-{c.end} out of range")
-        if previous is not None and (order[c.source], c.start) <= previous:
-            raise damaged(f"{c.source!r}: chunk at {c.start} out of order")
-        previous = (order[c.source], c.start)
-        if c.id != chunk_id(c.source, c.start, c.end, c.text):
-            raise damaged(f"{c.source!r}: chunk {c.id} does not match its text")
-        if not c.sentences or any(
-            s not in sentence_sets[c.source] or not (c.start <= s[0] and s[1] <= c.end)
-            for s in c.sentences
-        ):
-            raise damaged(f"{c.source!r}: chunk {c.id} has sentences outside it")
-        per_doc[c.source] += 1
-    for source, entry in listed.items():
-        if per_doc[source] != entry["chunks"]:
-            raise damaged(f"{source!r}: chunk count differs from the manifest")
-
-
-def _vectors(index, dim: int) -> np.ndarray:
-    import numpy as np
-
-    if index.ntotal == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    return index.reconstruct_n(0, index.ntotal)
-
-
-def _read_jsonl(path: Path):
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
 def read_manifest(path: Path) -> dict | None:
     """The manifest at ``path``, or None when there is no index there."""
     try:
@@ -287,6 +600,45 @@ def read_manifest(path: Path) -> dict | None:
         return None
     except (OSError, ValueError) as e:
         raise IndexDamagedError(path, f"{MANIFEST} is unreadable: {e}") from None
+
+
+# ---------------------------------------------------------------------- seeds against an index
+
+#: A seed file modified this close to the scan that recorded it may change again within the
+#: clock's granularity without its mtime moving ("racy" in git's words): it is hashed.
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    """A seed file as ``os.stat`` saw it (nothing read)."""
+
+    source: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def scan_seeds(seeds_dir: Path, *, warn=None) -> list[SeedFile]:
+    """Every seed file under ``seeds_dir`` with its size and mtime, in ``seed_files`` order."""
+    seeds_dir = Path(seeds_dir)
+    out = []
+    for p in seed_files(seeds_dir, warn=warn):
+        st = p.stat()
+        out.append(SeedFile(source_name(p, seeds_dir), p, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def same_file(seed: SeedFile, manifest: dict | None) -> bool:
+    """Whether ``seed`` is, by size and mtime alone, the file ``manifest`` indexed.
+
+    Like make and git, a file whose size and mtime are both unchanged is taken as unchanged;
+    one that was modified within ``RACY_NS`` of the build's scan is never trusted this way.
+    """
+    entry = (manifest or {}).get("documents", {}).get(seed.source)
+    if entry is None or entry.get("size") != seed.size or entry.get("mtime_ns") != seed.mtime_ns:
+        return False
+    return seed.mtime_ns + RACY_NS < (manifest or {}).get("scanned_ns", 0)
 
 
 def document_status(docs_hashes: dict[str, str], manifest: dict | None) -> dict[str, str]:
@@ -312,11 +664,160 @@ def index_status(
 ) -> dict[str, str]:
     """Each document's state against the index: indexed, changed, new or deleted.
 
-    Hashes file bytes only (no parsing), so it is cheap enough for a UI panel. ``manifest``:
-    compare with this one (a loaded index's) instead of reading ``index_dir``'s.
+    Compares each file's size and mtime with the manifest's first and hashes only the files
+    where they differ (``same_file``), so it stays cheap for a UI panel at thousands of
+    documents. ``manifest``: compare with this one (a loaded index's) instead of reading
+    ``index_dir``'s.
     """
-    seeds_dir = Path(seeds_dir)
-    hashes = {source_name(p, seeds_dir): file_hash(p.read_bytes()) for p in seed_files(seeds_dir)}
-    return document_status(
-        hashes, manifest if manifest is not None else read_manifest(Path(index_dir))
+    if manifest is None:
+        manifest = read_manifest(Path(index_dir))
+    old = (manifest or {}).get("documents", {})
+    hashes = {}
+    for seed in scan_seeds(Path(seeds_dir)):
+        if same_file(seed, manifest):
+            hashes[seed.source] = old[seed.source]["content_hash"]
+        else:
+            hashes[seed.source] = file_hash(seed.path.read_bytes())
+    return document_status(hashes, manifest)
+
+
+# ---------------------------------------------------------------------- writing a folder
+
+
+@dataclass(frozen=True)
+class FreshDocument:
+    """A document chunked by this build: its sentences, chunks and each chunk's BM25 terms."""
+
+    document: Document
+    sentences: list[Span]
+    chunks: list[Chunk]
+    chunk_terms: list[list[str]]
+
+
+def write_index(
+    tmp: Path,
+    manifest: dict,
+    parts: list[FreshDocument | str],
+    *,
+    old: Index | None,
+    vector_of,
+) -> None:
+    """Write a complete index folder into ``tmp`` (manifest last).
+
+    Args:
+        manifest: the new manifest; its per-document rows and counts say where each part's
+            rows go.
+        parts: in row order, a ``FreshDocument`` or the source of a document of ``old`` to
+            keep as it is: its rows, terms and vectors are copied, nothing is re-derived.
+        vector_of: the vector of a fresh text by its ``chunking.text_hash``.
+    """
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    from rag.chunking import text_hash
+
+    counts, dim = manifest["counts"], manifest["model"]["dimension"]
+    entries = manifest["documents"]
+    vectors = {
+        "chunks": open_memmap(
+            tmp / CHUNK_VECTORS, mode="w+", dtype=np.float32, shape=(counts["chunks"], dim)
+        ),
+        "sentences": open_memmap(
+            tmp / SENTENCE_VECTORS, mode="w+", dtype=np.float32, shape=(counts["sentences"], dim)
+        ),
+    }
+    db = sqlite3.connect((tmp / DB).resolve().as_uri(), uri=True)
+    try:
+        db.executescript(_SCHEMA)
+        if old is not None:
+            old_uri = f"{(old.path / DB).resolve().as_uri()}?mode=ro&immutable=1"
+            db.execute("ATTACH DATABASE ? AS old", (old_uri,))
+        for part in parts:
+            if isinstance(part, str):
+                _copy_rows(db, old, part, entries[part], vectors)
+            else:
+                _insert_rows(db, part, entries[part.document.source], vectors, vector_of, text_hash)
+        db.executescript(_INDEXES)
+        db.commit()
+        terms = [t.split() for (t,) in db.execute("SELECT terms FROM chunks ORDER BY row")]
+        if old is not None:
+            db.execute("DETACH DATABASE old")
+    finally:
+        db.close()
+    for v in vectors.values():
+        v.flush()
+    del vectors
+    if terms:
+        import bm25s
+
+        # Built from the stored terms: no chunk is tokenised again.
+        bm25 = bm25s.BM25()
+        bm25.index(terms, show_progress=False)
+        bm25.save(tmp, show_progress=False, **BM25_FILES)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _copy_rows(db, old: Index, source: str, entry: dict, vectors: dict) -> None:
+    """Copy a document of ``old`` whole: its row, its sentence and chunk rows (renumbered)
+    and their vectors."""
+    was = old.manifest["documents"][source]
+    db.execute("INSERT INTO documents SELECT * FROM old.documents WHERE source = ?", (source,))
+    for table, first, n in (
+        ("sentences", "first_sentence", "sentences"),
+        ("chunks", "first_chunk", "chunks"),
+    ):
+        shift = entry[first] - was[first]
+        columns = (
+            "source, hash"
+            if table == "sentences"
+            else "id, source, start_char, end_char, sentences, terms, hash"
+        )
+        db.execute(
+            f"INSERT INTO {table} SELECT row + ?, {columns} FROM old.{table} "
+            "WHERE row >= ? AND row < ?",
+            (shift, was[first], was[first] + was[n]),
+        )
+        source_vectors = (old.chunk_vectors if table == "chunks" else old.sentence_vectors).raw
+        vectors[table][entry[first] : entry[first] + entry[n]] = source_vectors[
+            was[first] : was[first] + was[n]
+        ]
+
+
+def _insert_rows(db, part: FreshDocument, entry: dict, vectors: dict, vector_of, text_hash) -> None:
+    """Insert a freshly chunked document's rows and vectors."""
+    import numpy as np
+
+    d = part.document
+    db.execute(
+        "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            d.source,
+            d.content_hash,
+            d.text,
+            json.dumps(list(d.page_starts)) if d.page_starts else None,
+            json.dumps([list(loc) for loc in d.locations], ensure_ascii=False)
+            if d.locations
+            else None,
+            json.dumps(part.sentences),
+        ),
     )
+    s0, c0 = entry["first_sentence"], entry["first_chunk"]
+    s_hashes = [text_hash(d.text[a:b]) for a, b in part.sentences]
+    db.executemany(
+        "INSERT INTO sentences VALUES (?, ?, ?)",
+        [(s0 + i, d.source, h) for i, h in enumerate(s_hashes)],
+    )
+    c_hashes = [text_hash(c.text) for c in part.chunks]
+    db.executemany(
+        "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (c0 + i, c.id, c.source, c.start, c.end, json.dumps(c.sentences), " ".join(ts), h)
+            for i, (c, ts, h) in enumerate(
+                zip(part.chunks, part.chunk_terms, c_hashes, strict=True)
+            )
+        ],
+    )
+    if s_hashes:
+        vectors["sentences"][s0 : s0 + len(s_hashes)] = np.stack([vector_of(h) for h in s_hashes])
+    if c_hashes:
+        vectors["chunks"][c0 : c0 + len(c_hashes)] = np.stack([vector_of(h) for h in c_hashes])

@@ -26,8 +26,19 @@ from pathlib import Path
 from rag.errors import IndexBusyError, RagError
 
 MANIFEST = "manifest.json"
-#: The files every index folder holds (``calibration.json`` is optional).
-INDEX_FILES = ("documents.jsonl", "chunks.jsonl", "chunks.faiss", "sentences.faiss", MANIFEST)
+DB = "index.sqlite"
+CHUNK_VECTORS = "chunks.npy"
+SENTENCE_VECTORS = "sentences.npy"
+#: The bm25s index's files (bm25s ``save``/``load`` names; absent when there are no chunks).
+BM25_FILES = {
+    "data_name": "bm25.data.npy",
+    "indices_name": "bm25.indices.npy",
+    "indptr_name": "bm25.indptr.npy",
+    "vocab_name": "bm25.vocab.json",
+    "params_name": "bm25.params.json",
+}
+#: The files every index folder holds (``calibration.json`` and the BM25 files are optional).
+INDEX_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, MANIFEST)
 #: How long a reader that finds the index mid-swap waits for the writer to finish it.
 READER_WAIT_SECONDS = 30.0
 
@@ -168,9 +179,10 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         if mode is not None:
             os.chmod(tmp, mode)
         write(tmp)
-        for name in INDEX_FILES:
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
+        for folder, _, names in os.walk(tmp):
+            for name in names:
+                with open(Path(folder) / name, "rb") as f:
+                    os.fsync(f.fileno())
         if target.exists():
             # The time in the name orders backups, so recovery can pick the newest.
             backup = target.parent / f".{target.name}.old-{time.time_ns():020d}-{os.getpid()}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -256,14 +257,15 @@ def test_a_damaged_location_map_is_a_damaged_index(project, tmp_path):
     for bad in ([[5, "b"], [2, "a"]], [[10**9, "far"]], [["x", "y"]], [[1, "a", "b"]]):
         index = tmp_path / f"index-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(base / "index", index)
-        path = index / "documents.jsonl"
-        recs = [json.loads(line) for line in path.read_text().splitlines()]
-        for rec in recs:
-            if rec["source"] == "deck.pptx":
-                rec["locations"] = bad
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+        db = sqlite3.connect(index / "index.sqlite")
+        db.execute(
+            "UPDATE documents SET locations = ? WHERE source = 'deck.pptx'", (json.dumps(bad),)
+        )
+        db.commit()
+        db.close()
+        loaded = Index.load(index)  # checked when the document is read
         with pytest.raises(IndexDamagedError):
-            Index.load(index)
+            loaded.documents["deck.pptx"]
 
 
 def test_render_names_the_location_in_the_card_and_the_viewer(project):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+
 from rag.answer import Assistant
 from rag.indexing import build_index
+from rag.store import Index
 
 
 def test_add_change_delete_and_unchanged_rebuild(seeds_copy, tmp_path, rag_cli):
@@ -51,3 +56,61 @@ def test_build_report_counts_only_the_texts_it_embedded(seeds_copy, tmp_path):
     assert added.added == ("pair.txt", "single.txt")
     assert (added.chunks_embedded, added.sentences_embedded) == (2, 2)
     assert added.chunks_total == first.chunks_total + 2
+
+
+def test_a_change_rechunks_only_the_changed_document_and_reuses_the_rest(seeds_copy, tmp_path):
+    index = tmp_path / "index"
+    first = build_index(seeds_copy, index)
+    assert first.chunked == ("bees.md", "lighthouse.html", "tides.pdf", "volcanoes.txt")
+    before = Index.load(index)
+    kept = {
+        i: (before.chunks[i], before.chunk_vectors[i].copy())
+        for i in range(len(before.chunks))
+        if before.chunks[i].source != "bees.md"
+    }
+
+    (seeds_copy / "bees.md").write_text("# Honey bees\n\nThe queen bee can lay 9,999 eggs a day.\n")
+    report = build_index(seeds_copy, index)
+    assert report.chunked == ("bees.md",) and report.changed == ("bees.md",)
+    after = Index.load(index)
+    rows = {after.chunks[i].id: i for i in range(len(after.chunks))}
+    for chunk, vector in kept.values():
+        row = rows[chunk.id]  # same id: same source, offsets and text
+        assert after.chunks[row] == chunk
+        assert np.array_equal(after.chunk_vectors[row], vector)
+    # A reused document answers as a freshly built one does.
+    fresh = tmp_path / "fresh"
+    build_index(seeds_copy, fresh)
+    q = "Who built the Bell Rock Lighthouse?"
+    a, b = Assistant(index).ask(q).to_dict(), Assistant(fresh).ask(q).to_dict()
+    a.pop("latency_ms"), b.pop("latency_ms")
+    assert a == b
+    documents = [json.loads((i / "manifest.json").read_text())["documents"] for i in (index, fresh)]
+    assert documents[0] == documents[1]
+
+
+def test_a_file_of_unchanged_size_and_mtime_is_not_read_again(seeds_copy, tmp_path):
+    import os
+
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    pdf = seeds_copy / "tides.pdf"
+    st = pdf.stat()
+    pdf.write_bytes(b"\0" * st.st_size)  # unreadable now, were it read
+    os.utime(pdf, ns=(st.st_atime_ns, st.st_mtime_ns))
+    report = build_index(seeds_copy, index)
+    assert not report.skipped and not report.written and "tides.pdf" in report.unchanged
+
+
+def test_plain_index_rebuilds_an_index_of_an_older_format(seeds_copy, tmp_path):
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    for name in ("index.sqlite", "chunks.npy", "sentences.npy"):
+        (index / name).unlink()  # as a format-2 folder holds none of these
+    (index / "documents.jsonl").write_text("{}\n")
+    m = json.loads((index / "manifest.json").read_text())
+    m["format_version"] = 2
+    (index / "manifest.json").write_text(json.dumps(m))
+    report = build_index(seeds_copy, index)
+    assert report.full_rebuild and report.written
+    assert len(Index.load(index).chunks) == report.chunks_total

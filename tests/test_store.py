@@ -1,12 +1,15 @@
-"""The on-disk index: the manifest, a round trip, clear errors, and every check on load
-(a tampered or damaged index is refused, reported by `rag status`, repaired by `rag index`)."""
+"""The on-disk index: the manifest, a round trip, clear errors, and every check (a tampered
+or damaged index is refused, on load or when the damaged part is read; damage found on load
+is reported by `rag status` and repaired by `rag index`)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.answer import Assistant
@@ -60,58 +63,103 @@ def test_missing_index_and_other_model_are_clear_errors(built_index, tmp_path):
         Index.load(copy)
 
 
-def _rewrite(path: Path, edit) -> None:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    rows = edit(rows)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def _sql(*statements: str):
+    def edit(index: Path) -> None:
+        db = sqlite3.connect(index / "index.sqlite")
+        for statement in statements:
+            db.execute(statement)
+        db.commit()
+        db.close()
+
+    return edit
 
 
-def _edit_text(rows):
-    for r in rows:
-        r["text"] = r["text"].replace("Some 2,000", "Some 9,999").replace("2,000", "9,999")
-    return rows
+def _manifest(change):
+    def edit(index: Path) -> None:
+        m = json.loads((index / "manifest.json").read_text())
+        change(m)
+        (index / "manifest.json").write_text(json.dumps(m))
+
+    return edit
 
 
-def _edit_content_hash(rows):
-    rows[0]["content_hash"] = "0" * 64
-    return rows
+def _vectors(name: str, change):
+    def edit(index: Path) -> None:
+        v = np.load(index / name)
+        np.save(index / name, change(v))
+
+    return edit
 
 
-def _swap_chunks(rows):
-    rows[0], rows[1] = rows[1], rows[0]
-    return rows
+def _scale_first_row(v):
+    v[0] *= 2.0
+    return v
 
 
-def _offset_out_of_range(rows):
-    rows[-1]["end"] = 10**7
-    return rows
+def _first_entry(key: str, delta: int):
+    def change(m):
+        first = min(m["documents"].values(), key=lambda e: e["first_chunk"])
+        first[key] += delta
+
+    return change
 
 
-def _shift_chunk(rows):
-    rows[2]["start"] += 1
-    return rows
+_CHUNK_COLUMNS = "id, source, start_char, end_char, sentences, terms, hash"
 
 
-def _drop_sentences(rows):
-    rows[0]["sentences"] = []
-    return rows
+def _swap_chunk_rows(a: int, b: int):
+    return _sql(
+        f"CREATE TABLE t AS SELECT row, {_CHUNK_COLUMNS} FROM chunks WHERE row IN ({a}, {b})",
+        f"UPDATE chunks SET ({_CHUNK_COLUMNS}) = (SELECT {_CHUNK_COLUMNS} FROM t "
+        f"WHERE t.row = {a + b} - chunks.row) WHERE row IN ({a}, {b})",
+    )
 
 
-def _shift_sentence(rows):
-    a, b = rows[1]["sentences"][0]
-    rows[1]["sentences"][0] = [a + 1, b]
-    return rows
-
-
-TAMPERS = {
-    "text edited": ("documents.jsonl", _edit_text),
-    "content hash": ("documents.jsonl", _edit_content_hash),
-    "chunk rows swapped": ("chunks.jsonl", _swap_chunks),
-    "offset out of range": ("chunks.jsonl", _offset_out_of_range),
-    "chunk offsets shifted": ("chunks.jsonl", _shift_chunk),
-    "sentences missing": ("documents.jsonl", _drop_sentences),
-    "sentence misaligned": ("documents.jsonl", _shift_sentence),
+_EDIT_TEXT = "UPDATE documents SET text = replace(text, '2,000', '9,999')"
+#: Damage found when the index is opened (``Index.load``: counts, shapes, files).
+LOAD_TAMPERS = {
+    "chunk count": _manifest(lambda m: m["counts"].update(chunks=m["counts"]["chunks"] + 1)),
+    "document rows": _manifest(_first_entry("chunks", 1)),
+    "chunk row missing": _sql("DELETE FROM chunks WHERE row = (SELECT max(row) FROM chunks)"),
+    "sentence row missing": _sql("DELETE FROM sentences WHERE row = 3"),
+    "document missing": _sql("DELETE FROM documents WHERE source = 'tides.pdf'"),
+    "vectors cut short": _vectors("sentences.npy", lambda v: v[:-1]),
+    "vectors of another type": _vectors("chunks.npy", lambda v: v.astype(np.float64)),
+    "BM25 missing": lambda index: (index / "bm25.data.npy").unlink(),
 }
+#: Damage found when the damaged part is read (a document, a chunk row, a vector).
+READ_TAMPERS = {
+    "text edited": _sql(_EDIT_TEXT),
+    "content hash": _sql("UPDATE documents SET content_hash = '00' WHERE source = 'bees.md'"),
+    # volcanoes.txt holds rows 3 and 4: each is still self-consistent, only the order is off.
+    "chunk rows swapped": _swap_chunk_rows(3, 4),
+    "chunk rows of two documents swapped": _swap_chunk_rows(0, 1),
+    "offset out of range": _sql(
+        "UPDATE chunks SET end_char = 10000000 WHERE row = (SELECT max(row) FROM chunks)"
+    ),
+    "chunk offsets shifted": _sql("UPDATE chunks SET start_char = start_char + 1 WHERE row = 2"),
+    "chunk sentences missing": _sql("UPDATE chunks SET sentences = '[]' WHERE row = 0"),
+    "sentence misaligned": _sql(
+        "UPDATE documents SET sentences = "
+        "json_set(sentences, '$[1][0]', json_extract(sentences, '$[1][0]') + 1)"
+    ),
+    "sentences out of order": _sql(
+        "UPDATE documents SET sentences = json_set(sentences, '$[0][1]', 10000000)"
+    ),
+    "sentence dropped": _sql("UPDATE documents SET sentences = json_remove(sentences, '$[0]')"),
+    "location map": _sql('UPDATE documents SET locations = \'[[5, "a"], [1, "b"]]\''),
+    "non-unit vector": _vectors("chunks.npy", _scale_first_row),
+    "non-unit sentence vector": _vectors("sentences.npy", _scale_first_row),
+}
+
+
+def _read_everything(index: Index) -> None:
+    """Read every document, chunk and vector, as answering every question would."""
+    for source in index.documents:
+        _ = index.documents[source].text
+    for row in range(len(index.chunks)):
+        _ = index.chunks[row]
+    _ = index.chunk_vectors[:], index.sentence_vectors[:]
 
 
 def test_an_untouched_index_of_nested_folders_passes_the_checks(tmp_path):
@@ -124,14 +172,48 @@ def test_an_untouched_index_of_nested_folders_passes_the_checks(tmp_path):
     assert len(Index.load(tmp_path / "index").documents) == 3
 
 
-@pytest.mark.parametrize("tamper", list(TAMPERS))
-def test_a_tampered_index_is_refused_on_load(built_index, tmp_path, tamper):
+DAMAGED = r"is damaged \(.*\): run `rag index --rebuild`$"
+
+
+@pytest.mark.parametrize("tamper", list(LOAD_TAMPERS))
+def test_damage_to_counts_shapes_or_files_is_refused_on_load(built_index, tmp_path, tamper):
     index = tmp_path / "index"
     shutil.copytree(built_index[1], index)
-    name, edit = TAMPERS[tamper]
-    _rewrite(index / name, edit)
-    with pytest.raises(IndexDamagedError, match=r"is damaged \(.*\): run `rag index --rebuild`$"):
+    LOAD_TAMPERS[tamper](index)
+    with pytest.raises(IndexDamagedError, match=DAMAGED):
         Index.load(index)
+
+
+@pytest.mark.parametrize("tamper", list(READ_TAMPERS))
+def test_damage_to_a_text_or_row_is_refused_when_read(built_index, tmp_path, tamper):
+    index = tmp_path / "index"
+    shutil.copytree(built_index[1], index)
+    READ_TAMPERS[tamper](index)
+    loaded = Index.load(index)  # lazy: nothing per text is read (or checked) yet
+    with pytest.raises(IndexDamagedError, match=DAMAGED):
+        _read_everything(loaded)
+
+
+def test_an_untampered_index_reads_whole(built_index):
+    _read_everything(Index.load(built_index[1]))
+
+
+def test_an_edited_text_is_refused_as_soon_as_its_document_is_read(built_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(built_index[1], index)
+    _sql(_EDIT_TEXT)(index)
+    loaded = Index.load(index)
+    assert loaded.documents["volcanoes.txt"].text  # another document reads fine
+    with pytest.raises(IndexDamagedError, match=r"'bees.md': text does not match its hash"):
+        loaded.documents["bees.md"]
+
+
+def test_an_edited_text_is_never_quoted(built_index, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(built_index[1], index)
+    _sql(_EDIT_TEXT)(index)
+    with pytest.raises(IndexDamagedError, match=DAMAGED):
+        Assistant(index).ask("How many eggs can the queen lay in a day?")
 
 
 def test_damaged_index_is_reported_by_status_and_ask_and_repaired_by_index(
@@ -139,7 +221,10 @@ def test_damaged_index_is_reported_by_status_and_ask_and_repaired_by_index(
 ):
     project = seeds_copy.parent  # holds seeds/; the CLI runs there with relative paths
     assert rag_cli("index", "--quiet", cwd=project).returncode == 0
-    _rewrite(project / "index" / "documents.jsonl", _edit_text)
+    # Damage that opening the index finds (an edited text is found when read: above).
+    _sql(_EDIT_TEXT, "DELETE FROM chunks WHERE row = (SELECT max(row) FROM chunks)")(
+        project / "index"
+    )
     q = "How many eggs can the queen lay in a day?"
 
     ask = rag_cli("ask", q, cwd=project)
@@ -157,3 +242,91 @@ def test_damaged_index_is_reported_by_status_and_ask_and_repaired_by_index(
     answer = Assistant(project / "index").ask(q)
     assert "2,000" in answer.answer and "9,999" not in answer.answer
     assert rag_cli("status", cwd=project).stdout.count("indexed") == 4
+
+
+# --- issue 11: lean loading, persisted BM25, status by size and mtime ----------------------
+
+
+def test_persisted_bm25_and_idf_equal_those_derived_from_the_chunk_texts(built_index):
+    """The saved BM25 index and the IDF read from it are what re-tokenising every chunk at
+    load (format 2) gave: same ranking, same scores, same weights."""
+    import math
+    from collections import Counter
+
+    import bm25s
+
+    from rag.terms import terms
+
+    index = Index.load(built_index[1])
+    chunk_terms = [terms(c.text) for c in index.chunks]
+    fresh = bm25s.BM25()
+    fresh.index(chunk_terms, show_progress=False)
+    for q in ("queen eggs day", "lighthouse rock built", "tide moon", "zorblax", "erupt 2010"):
+        qt = terms(q)
+        depth = len(chunk_terms)
+        docs, scores = fresh.retrieve([qt], k=depth, show_progress=False, n_threads=0)
+        expected = [(int(i), float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        assert index.bm25_search(qt, depth) == expected
+    df = Counter(t for ts in chunk_terms for t in set(ts))
+    n = len(chunk_terms)
+    for t, d in df.items():
+        assert index.idf(t) == math.log(1 + (n - d + 0.5) / (d + 0.5))
+    assert index.idf("zorblax") == index.default_idf == math.log(1 + (n + 0.5) / 0.5)
+    assert set(index.vocabulary()) == set(df)
+
+
+def test_load_reads_no_text_and_reads_a_document_once(built_index):
+    index = Index.load(built_index[1])
+    db = sqlite3.connect(built_index[1] / "index.sqlite")
+    reads = []
+    index._db.set_trace_callback(reads.append)  # every statement the index runs
+    index.chunks[0]
+    assert sum("FROM documents" in r for r in reads) == 1
+    for row in range(len(index.chunks)):
+        index.chunks[row]
+    documents_read = sum("FROM documents" in r for r in reads)
+    assert documents_read == len({c.source for c in index.chunks})  # each once (cached)
+    db.close()
+
+
+def _touch(path: Path, *, ns: int) -> None:
+    import os
+
+    os.utime(path, ns=(ns, ns))
+
+
+def test_status_trusts_size_and_mtime_and_hashes_the_rest(seeds_copy, tmp_path):
+    from rag.store import index_status
+
+    index = tmp_path / "index"
+    build_index(seeds_copy, index)
+    assert set(index_status(seeds_copy, index).values()) == {"indexed"}
+
+    bees = seeds_copy / "bees.md"
+    stamp = bees.stat().st_mtime_ns
+    _touch(bees, ns=stamp + 10**9)  # touched, same bytes: hashed, still indexed
+    assert index_status(seeds_copy, index)["bees.md"] == "indexed"
+
+    text = bees.read_text()
+    bees.write_text(text + "The queen bee is large.\n")
+    _touch(bees, ns=stamp)  # mtime restored, size differs: hashed, changed
+    assert index_status(seeds_copy, index)["bees.md"] == "changed"
+
+    bees.write_text(text.replace("2,000", "9,999"))
+    _touch(bees, ns=stamp)  # same size and mtime: trusted without reading, as make does
+    assert index_status(seeds_copy, index)["bees.md"] == "indexed"
+
+
+def test_a_file_changed_right_after_the_scan_is_hashed(seeds_copy, tmp_path):
+    """A file written within the clock's granularity of the build that read it may change
+    again without its mtime moving: it is never trusted by size and mtime."""
+    from rag.store import index_status
+
+    index = tmp_path / "index"
+    bees = seeds_copy / "bees.md"
+    bees.write_text(bees.read_text())  # mtime = now: racy for the build that follows
+    build_index(seeds_copy, index)
+    stamp = bees.stat().st_mtime_ns
+    bees.write_text(bees.read_text().replace("2,000", "9,999"))  # same size
+    _touch(bees, ns=stamp)
+    assert index_status(seeds_copy, index)["bees.md"] == "changed"

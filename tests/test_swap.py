@@ -33,7 +33,7 @@ def test_failed_write_leaves_the_previous_index_intact(built_index, tmp_path, as
     before = {p.name: p.read_bytes() for p in index.iterdir()}
 
     def crash(tmp: Path) -> None:
-        (tmp / "chunks.jsonl").write_text("half written")
+        (tmp / "chunks.npy").write_text("half written")
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-build
 
     with pytest.raises(KeyboardInterrupt):
@@ -60,7 +60,7 @@ def test_recovery_restores_the_newest_complete_backup_and_removes_partial_ones(
     # renames left the index only as its (complete) backup.
     partial = tmp_path / ".index.old-ffffffff"
     shutil.copytree(built_index[1], partial)
-    (partial / "chunks.faiss").unlink()
+    (partial / "chunks.npy").unlink()
     (partial / "manifest.json").unlink()
     older = tmp_path / f".index.old-{time.time_ns() - 10**9:020d}-1"
     newest = tmp_path / f".index.old-{time.time_ns():020d}-2"
@@ -145,7 +145,7 @@ def test_a_build_removes_temporary_folders_of_killed_builds(seeds_copy, tmp_path
     build_index(seeds_copy, index)
     for name in (".index.tmp-k1ll3d", ".index.tmp-4242-deadbeef"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "chunks.faiss").write_bytes(b"\0" * 1024)
+        (tmp_path / name / "chunks.npy").write_bytes(b"\0" * 1024)
     other = tmp_path / ".other.tmp-keep"  # another index's: not ours to remove
     other.mkdir()
     report = build_index(seeds_copy, index)

@@ -136,7 +136,12 @@ def answer_html(answer: Answer, documents: Mapping[str, Document]) -> str:
     An abstention gets an amber "Not found in the documents" banner and its passages are
     labelled as not confident.
     """
-    hashes = {s: d.content_hash for s, d in documents.items()}
+    # Only the cited documents are read (the index reads a document's text on access).
+    hashes = {
+        c.source: documents[c.source].content_hash
+        for c in answer.citations
+        if c.source in documents
+    }
     cards = [(c, hashes.get(c.source)) for c in answer.citations]
     out = []
     if answer.abstained:

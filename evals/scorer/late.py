@@ -58,7 +58,7 @@ def token_vectors(model, texts: list[str], batch_size: int = 64) -> list[np.ndar
 def question_words(model, question: str, idf: dict, default: float):
     """Token rows of the question's content words (stop words and punctuation dropped), the
     word of each row (0..W-1) and each word's IDF (the BM25 vocabulary's)."""
-    from rag.retrieval import terms
+    from rag.terms import terms
 
     enc = model.tokenizer(
         question, truncation=True, max_length=model.max_seq_length, return_offsets_mapping=True
@@ -116,7 +116,7 @@ def dump(names: list[str]) -> None:
         if corpus not in retrievers:
             index_dir, _ = prepare_index(ROOT / corpus, cache_dir=ROOT / ".cache" / "indexes")
             r = Retriever(Index.load(index_dir))
-            keys = list(r.index.sentence_rows)
+            keys = list(r.index.sentence_keys())
             texts = [r.index.documents[k[0]].text[k[1] : k[2]] for k in keys]
             vecs = token_vectors(model, texts)
             # sentence tokens without [CLS]/[SEP]
@@ -154,11 +154,7 @@ def dump(names: list[str]) -> None:
 def question_li(model, r, svec, qv, question, keys) -> np.ndarray:
     """LI_FEATURES of the candidate sentences ``keys`` (one matmul for all of them)."""
     rows, word_of, w = question_words(model, question, r.idf, r.default_idf)
-    need = list(
-        dict.fromkeys(
-            keys + [n for k in keys for n in (r.previous.get(k), r.following.get(k)) if n]
-        )
-    )
+    need = list(dict.fromkeys(keys + [n for k in keys for n in r.neighbours(k) if n]))
     col = {k: i for i, k in enumerate(need)}
     mats = [svec[k] for k in need]
     lens = np.array([len(m) for m in mats])
@@ -175,8 +171,8 @@ def question_li(model, r, svec, qv, question, keys) -> np.ndarray:
         return out
     seg = np.maximum.reduceat(sim[rows - 1], starts, axis=1)  # content tokens x keys
     win = seg[:, kc].copy()
-    for nb in (r.previous, r.following):
-        idx = [col.get(nb.get(k), -1) for k in keys]
+    for side in (0, 1):
+        idx = [col.get(r.neighbours(k)[side], -1) for k in keys]
         has = np.array([i >= 0 for i in idx])
         if has.any():
             win[:, has] = np.maximum(win[:, has], seg[:, np.array(idx)[has]])

@@ -182,6 +182,13 @@ class _Build:
                 raise RagError(
                     f"{self.index_dir}/ holds other files and no index: pass another --index"
                 )
+            # Only a build that flipped writes <name>_meta: its index belongs to another
+            # folder of the same name (a killed first build leaves no meta: built over).
+            if self.client.has_collection(f"{self.name}_meta"):
+                raise RagError(
+                    f"{self.spec.uri} already holds an index named {self.name!r} for another "
+                    "folder: pass an --index folder of another name"
+                )
             return None
         if "milvus" not in manifest:
             raise IndexMismatchError(

@@ -119,7 +119,8 @@ class StoreSpec:
         """What ``MilvusClient`` takes: a ``.db`` path (relative to the working directory)
         starts Milvus Lite in this process; a URL connects to a server."""
         if self.kind is StoreKind.MILVUS_LITE:
-            return self.uri.removeprefix("milvus://")
+            # Absolute: one engine per folder, whatever the working directory later is.
+            return os.path.abspath(self.uri.removeprefix("milvus://"))
         return self.uri
 
 

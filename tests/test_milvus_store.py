@@ -253,9 +253,10 @@ if marker is not None:
     insert = pymilvus.MilvusClient.insert
 
     def insert_then_stall(self, name, rows, *args, **kwargs):
-        # The first batch is written for real; then the build stalls until it is killed.
+        # Rows written for real (documents, sentences, a batch of chunks); then the build
+        # stalls before its flip until it is killed.
         out = insert(self, name, rows, *args, **kwargs)
-        if name.endswith(("_sentences", "_chunks")):
+        if name.endswith("_chunks"):
             self.flush(name)
             marker.write_text(name)
             time.sleep(600)

@@ -243,32 +243,53 @@ def test_clear_errors(project, built_index):
 
 
 KILLED_BUILD = """
-import sys, time
+import json, sys, time
 from pathlib import Path
 import pymilvus
 from rag.milvus_indexing import build_milvus_index
 
 marker = Path(sys.argv[1]) if len(sys.argv) > 1 else None
-if marker is not None:
+moment = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+def stall(name):
+    marker.write_text(name)
+    time.sleep(600)  # until killed
+
+
+if moment == "before-flip":
     insert = pymilvus.MilvusClient.insert
 
     def insert_then_stall(self, name, rows, *args, **kwargs):
-        # Rows written for real (documents, sentences, a batch of chunks); then the build
-        # stalls before its flip until it is killed.
+        # Rows written for real (documents, sentences, a batch of chunks), not flipped yet.
         out = insert(self, name, rows, *args, **kwargs)
         if name.endswith("_chunks"):
             self.flush(name)
-            marker.write_text(name)
-            time.sleep(600)
+            stall(name)
         return out
 
     pymilvus.MilvusClient.insert = insert_then_stall
+elif moment == "after-flip":
+    delete = pymilvus.MilvusClient.delete
+
+    def stall_then_delete(self, name, *args, **kwargs):
+        # The manifest names the new generation; the retired rows are not deleted yet.
+        manifest = json.loads(Path("index/manifest.json").read_text())
+        if manifest["milvus"]["generation"] == 2 and name.endswith("_chunks"):
+            stall(name)
+        return delete(self, name, *args, **kwargs)
+
+    pymilvus.MilvusClient.delete = stall_then_delete
 print(build_milvus_index("seeds", "index", store="milvus://kill.db"), flush=True)
 """
 
 
 @pytest.mark.slow
-def test_kill_9_during_the_milvus_write_leaves_the_last_good_index(tmp_path, embedder):
+@pytest.mark.parametrize("moment", ["before-flip", "after-flip"])
+def test_kill_9_during_the_milvus_write_leaves_a_whole_index(tmp_path, embedder, moment):
+    """SIGKILL while the rows are in Milvus but the manifest still names the last good
+    generation (it answers), or just after the flip while the retired rows are still there
+    (the new generation answers, without them); either way the next build cleans up."""
     shutil.copytree(CORPUS, tmp_path / "seeds")
     script = tmp_path / "build.py"
     script.write_text(KILLED_BUILD)
@@ -280,15 +301,17 @@ def test_kill_9_during_the_milvus_write_leaves_the_last_good_index(tmp_path, emb
     for name in ("tides.pdf", "bees.md"):
         (tmp_path / "seeds" / name).unlink()
     text = (CORPUS / "volcanoes.txt").read_text()
-    for i in range(3):  # enough new rows for the write to take several batches
+    for i in range(3):
         (tmp_path / "seeds" / f"new-{i}.txt").write_text(text.replace("2010", str(1900 + i)))
     marker = tmp_path / "writing"
-    child = subprocess.Popen([*run, str(marker)], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [*run, str(marker), moment], cwd=tmp_path, env=env, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the build never reached the Milvus write"
+            assert time.monotonic() < deadline, "the build never reached the moment"
             time.sleep(0.1)
         os.kill(child.pid, signal.SIGKILL)
     finally:
@@ -298,22 +321,30 @@ def test_kill_9_during_the_milvus_write_leaves_the_last_good_index(tmp_path, emb
 
     os.chdir(tmp_path)  # restored by the autouse fixture below
     index = MilvusIndex.load("index")
-    assert index.generation == 1
-    assert set(index.documents) == {"bees.md", "lighthouse.html", "tides.pdf", "volcanoes.txt"}
-    # The killed build's rows are in Milvus, but no reader sees them.
-    written = index.client.query(marker.read_text(), filter="born == 2", output_fields=["row"])
-    assert written
+    old_docs = {"bees.md", "lighthouse.html", "tides.pdf", "volcanoes.txt"}
+    new_docs = {"lighthouse.html", "volcanoes.txt", "new-0.txt", "new-1.txt", "new-2.txt"}
+    if moment == "before-flip":
+        assert index.generation == 1 and set(index.documents) == old_docs
+        # The killed build's rows are in Milvus, but no reader sees them.
+        stray = index.client.query(marker.read_text(), filter="born == 2", output_fields=["row"])
+    else:
+        assert index.generation == 2 and set(index.documents) == new_docs
+        stray = index.client.query(
+            marker.read_text(), filter='source == "bees.md"', output_fields=["row"]
+        )
+    assert stray
     qv = embedder.encode([QUESTION])[0]
     top = index.chunks[index.hybrid_search(QUESTION, qv, 5)[0][0]]
     assert top.source == "lighthouse.html"
-    assert all(index.chunks[r].source in index.documents for r, _ in index.dense_search(qv, 50))
-    assert len(index.dense_search(qv, 50)) == len(index.chunks)
+    dense = index.dense_search(qv, 50)
+    assert len(dense) == len(index.chunks)
+    assert all(index.chunks[r].source in index.documents for r, _ in dense)
 
     report = build_milvus_index("seeds", "index", store="milvus://kill.db")
-    assert report.written and set(report.removed) == {"bees.md", "tides.pdf"}
     index = MilvusIndex.load("index")
-    assert index.generation == 2 and "new-2.txt" in index.documents
-    assert _all_rows(index, index.collections.chunks) == len(index.chunks)  # orphans gone
+    assert set(index.documents) == new_docs
+    assert report.written == (moment == "before-flip")
+    assert _all_rows(index, index.collections.chunks) == len(index.chunks)  # strays gone
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -358,3 +359,52 @@ def test_connect_is_shared_per_uri(milvus_home, monkeypatch):
     monkeypatch.chdir(milvus_home)
     uri = StoreSpec.parse(STORE).client_uri
     assert connect(uri) is connect(uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_milvus_server_by_url(tmp_path, monkeypatch, embedder):
+    """``--store http://host:port``: the same code over the network protocol, against
+    Milvus Lite's own gRPC server on loopback (no Milvus standalone can run here)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(tmp_path / "server-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()[-2000:]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        monkeypatch.chdir(tmp_path)
+        shutil.copytree(CORPUS, "seeds")
+        store = f"http://127.0.0.1:{port}"
+        build_store("seeds", "index", store=store)
+        index = open_store("index")
+        assert isinstance(index, MilvusIndex) and index.manifest["store"] == store
+        qv = embedder.encode([QUESTION])[0]
+        top = index.chunks[index.hybrid_search(QUESTION, qv, 5)[0][0]]
+        assert top.source == "lighthouse.html"
+        assert not build_store("seeds", "index").written
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -48,6 +48,7 @@ from rag.milvus_store import (
     document_pieces,
     fsync_replace,
     index_name,
+    literals,
     live_filter,
 )
 from rag.retrieval import terms
@@ -237,7 +238,7 @@ class _Build:
         stale = f"born > {generation}"
         retired = sorted(info.get("retired", ()))
         if retired:
-            stale += f" or (source in {json.dumps(retired)} and born < {generation})"
+            stale += f" or (source in {literals(retired)} and born < {generation})"
         for name in live.all():
             if self.client.has_collection(name):
                 self.client.delete(name, filter=stale)
@@ -384,7 +385,7 @@ class _Build:
             rows = _query_all(
                 self.client,
                 old.collections.chunks,
-                f"source in {json.dumps(sorted(retired))} and {old.filter}",
+                f"source in {literals(sorted(retired))} and {old.filter}",
                 ["terms"],
             )
             for r in rows:

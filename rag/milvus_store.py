@@ -166,13 +166,28 @@ class Collections:
         return (self.chunks, self.sentences, self.documents)
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def literal(text: str) -> str:
+    """``text`` as a Milvus filter string literal. Not ``json.dumps``: Milvus's expression
+    grammar has C escapes only (``\\u00f6`` is an error), so other characters stay as
+    they are."""
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in text) + '"'
+
+
+def literals(texts: Iterable[str]) -> str:
+    """A Milvus filter list of string literals."""
+    return "[" + ", ".join(literal(t) for t in texts) + "]"
+
+
 def live_filter(generation: int, retired: Iterable[str]) -> str:
     """The Milvus filter that keeps exactly the rows of ``generation``: rows written by it
     or before, minus the older rows of the documents it replaced or removed."""
     expr = f"born <= {int(generation)}"
     retired = sorted(retired)
     if retired:
-        expr += f" and not (source in {json.dumps(retired)} and born < {int(generation)})"
+        expr += f" and not (source in {literals(retired)} and born < {int(generation)})"
     return expr
 
 
@@ -352,7 +367,7 @@ class MilvusIndex:
         rows = _query_all(
             self.client,
             self.collections.sentences,
-            f"source == {json.dumps(source)} and {self.filter}",
+            f"source == {literal(source)} and {self.filter}",
             ["row", "start", "end"],
         )
         spans = sorted((int(r["start"]), int(r["end"]), int(r["row"])) for r in rows)
@@ -388,7 +403,7 @@ class MilvusIndex:
         sources = [s for s in sources if s in self.manifest["documents"]]
         if not sources:
             return cache
-        where = f"source in {json.dumps(sorted(sources))} and {self.filter}"
+        where = f"source in {literals(sorted(sources))} and {self.filter}"
         for name in (self.collections.chunks, self.collections.sentences):
             for r in _query_all(self.client, name, where, ["source", "start", "end", "vector"]):
                 text = self.documents[r["source"]].text[r["start"] : r["end"]]
@@ -420,7 +435,7 @@ class _Documents(Mapping):
         rows = _query_all(
             index.client,
             index.collections.documents,
-            f"source == {json.dumps(source)} and {index.filter}",
+            f"source == {literal(source)} and {index.filter}",
             ["piece", "data"],
         )
         rows.sort(key=lambda r: r["piece"])

@@ -42,14 +42,14 @@ from rag.milvus_store import (
     MilvusIndex,
     StoreKind,
     StoreSpec,
-    _df_path,
-    _query_all,
     connect,
     document_pieces,
     fsync_replace,
     index_name,
     literals,
     live_filter,
+    query_all,
+    terms_path,
 )
 from rag.retrieval import terms
 from rag.settings import IndexSettings, utc_now
@@ -157,7 +157,7 @@ class _Build:
             self.client.flush(name)
         # The flip: the term table first, then the manifest that names it.
         fsync_replace(
-            _df_path(self.index_dir, generation),
+            terms_path(self.index_dir, generation),
             json.dumps({"chunks": manifest["counts"]["chunks"], "df": df}, sort_keys=True),
         )
         fsync_replace(self.index_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
@@ -382,7 +382,7 @@ class _Build:
         retired documents' chunks (their terms read back from Milvus), plus the new ones."""
         df: Counter[str] = Counter(old.df if old else {})
         if old is not None and retired:
-            rows = _query_all(
+            rows = query_all(
                 self.client,
                 old.collections.chunks,
                 f"source in {literals(sorted(retired))} and {old.filter}",
@@ -473,22 +473,6 @@ class _Build:
         )
         self.client.flush(name)
         self.client.delete(name, filter=f"born != {generation}")
-
-
-def read_milvus_manifest(store: str, name: str) -> dict | None:
-    """The manifest copy in Milvus of the index ``name``, None when there is none."""
-    client = connect(StoreSpec.parse(store).client_uri)
-    meta = f"{name}_meta"
-    if not client.has_collection(meta):
-        return None
-    client.load_collection(meta)
-    rows = _query_all(client, meta, "born >= 0", ["born", "piece", "data"])
-    if not rows:
-        return None
-    born = max(r["born"] for r in rows)
-    return json.loads(
-        "".join(r["data"] for r in sorted(rows, key=lambda r: r["piece"]) if r["born"] == born)
-    )
 
 
 def _prepare(

@@ -53,7 +53,6 @@ from rag.errors import (
 from rag.retrieval import RRF_K, terms
 from rag.settings import IndexSettings
 from rag.store import read_manifest, text_digest
-from rag.swap import MANIFEST
 
 if TYPE_CHECKING:  # numpy and pymilvus load when used, not with this module (`rag --help`)
     import numpy as np
@@ -205,7 +204,8 @@ def document_pieces(doc: Document) -> list[str]:
     return [record[i : i + PIECE_CHARS] for i in range(0, len(record), PIECE_CHARS)] or [""]
 
 
-def _df_path(index_dir: Path, generation: int) -> Path:
+def terms_path(index_dir: Path, generation: int) -> Path:
+    """The term table of ``generation``: each term's number of chunks, and the chunk count."""
     return index_dir / f"terms-{generation}.json"
 
 
@@ -341,7 +341,7 @@ class MilvusIndex:
         """How many chunks hold each term (read from ``terms-<generation>.json`` once)."""
         if self._df is None:
             try:
-                data = json.loads(_df_path(self.path, self.generation).read_text("utf-8"))
+                data = json.loads(terms_path(self.path, self.generation).read_text("utf-8"))
                 self._df = {str(t): int(n) for t, n in data["df"].items()}
             except (OSError, ValueError, KeyError, AttributeError) as e:
                 raise IndexDamagedError(self.path, f"the term table is unreadable: {e}") from None
@@ -364,7 +364,7 @@ class MilvusIndex:
     # --- sentences --------------------------------------------------------------------
 
     def _sentence_table(self, source: str) -> tuple[dict[tuple[int, int], int], list]:
-        rows = _query_all(
+        rows = query_all(
             self.client,
             self.collections.sentences,
             f"source == {literal(source)} and {self.filter}",
@@ -380,7 +380,9 @@ class MilvusIndex:
             return None
         return self._sentence_tables(source)[0].get((a, b))
 
-    def neighbours(self, key: tuple[str, int, int]):
+    def neighbours(
+        self, key: tuple[str, int, int]
+    ) -> tuple[tuple[str, int, int] | None, tuple[str, int, int] | None]:
         """The sentences before and after ``key`` in its document (None at either end)."""
         source, a, b = key
         if source not in self.manifest["documents"]:
@@ -405,7 +407,7 @@ class MilvusIndex:
             return cache
         where = f"source in {literals(sorted(sources))} and {self.filter}"
         for name in (self.collections.chunks, self.collections.sentences):
-            for r in _query_all(self.client, name, where, ["source", "start", "end", "vector"]):
+            for r in query_all(self.client, name, where, ["source", "start", "end", "vector"]):
                 text = self.documents[r["source"]].text[r["start"] : r["end"]]
                 cache[text_hash(text)] = np.asarray(r["vector"], dtype=np.float32)
         return cache
@@ -432,7 +434,7 @@ class _Documents(Mapping):
     def _load(self, source: str) -> Document:
         index = self._index
         entry = index.manifest["documents"][source]
-        rows = _query_all(
+        rows = query_all(
             index.client,
             index.collections.documents,
             f"source == {literal(source)} and {index.filter}",
@@ -468,14 +470,14 @@ class _Chunks(Sequence):
     def __len__(self) -> int:
         return int(self._index.manifest["counts"]["chunks"])
 
-    def __getitem__(self, row):  # noqa: D105 - Sequence protocol
+    def __getitem__(self, row) -> Chunk:
         if isinstance(row, slice):
             raise TypeError("Milvus chunks are read by row, not by slice")
         return self._read(int(row))
 
     def __iter__(self) -> Iterator[Chunk]:
         index = self._index
-        rows = _query_all(index.client, index.collections.chunks, index.filter, ["row"])
+        rows = query_all(index.client, index.collections.chunks, index.filter, ["row"])
         for r in sorted(int(r["row"]) for r in rows):
             yield self[r]
 
@@ -528,7 +530,7 @@ class _Vectors:
         return out[0] if single else out
 
 
-def _query_all(client, collection: str, expr: str, fields: list[str]) -> list[dict]:
+def query_all(client, collection: str, expr: str, fields: list[str]) -> list[dict]:
     """Every row matching ``expr``. One query when they fit its window of 16,384 rows,
     else paged with a query iterator."""
     rows = client.query(collection, filter=expr, output_fields=fields, limit=QUERY_WINDOW)
@@ -566,12 +568,17 @@ def fsync_replace(path: Path, text: str) -> None:
         os.close(fd)
 
 
-__all__ = [
-    "MANIFEST",
-    "MilvusIndex",
-    "StoreKind",
-    "StoreSpec",
-    "connect",
-    "index_name",
-    "is_milvus_index",
-]
+def read_milvus_manifest(store: str, name: str) -> dict | None:
+    """The copy in Milvus of the manifest of the index ``name`` (its folder's name), None
+    when there is none: what a reader with only the server can start from."""
+    client = connect(StoreSpec.parse(store).client_uri)
+    meta = f"{name}_meta"
+    if not client.has_collection(meta):
+        return None
+    client.load_collection(meta)
+    rows = query_all(client, meta, "born >= 0", ["born", "piece", "data"])
+    if not rows:
+        return None
+    born = max(r["born"] for r in rows)
+    pieces = sorted((r["piece"], r["data"]) for r in rows if r["born"] == born)
+    return json.loads("".join(data for _, data in pieces))

@@ -23,8 +23,15 @@ import pytest
 from conftest import CORPUS, ROOT
 
 from rag.errors import BadInputError, IndexDamagedError, IndexMismatchError, RagError
-from rag.milvus_indexing import build_milvus_index, read_milvus_manifest
-from rag.milvus_store import MilvusIndex, StoreKind, StoreSpec, connect, literal
+from rag.milvus_indexing import build_milvus_index
+from rag.milvus_store import (
+    MilvusIndex,
+    StoreKind,
+    StoreSpec,
+    connect,
+    literal,
+    read_milvus_manifest,
+)
 from rag.retrieval import Retriever, terms
 from rag.store import Index
 from rag.stores import build_store, open_store

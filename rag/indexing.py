@@ -101,9 +101,25 @@ def build_index(
     t0 = time.perf_counter()
     seeds_dir, index_dir = Path(seeds_dir), Path(index_dir)
     with writer_lock(index_dir, on_wait=warn):
+        _refuse_other_store(index_dir, rebuild)
         recover(index_dir)
         sweep(index_dir)
         return _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0)
+
+
+def _refuse_other_store(index_dir: Path, rebuild: bool) -> None:
+    """A Milvus index is never turned into FAISS files by a plain build: only a ``rebuild``
+    (``rag index --store faiss``, through ``rag.stores.build_store``) moves it."""
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexDamagedError:
+        return  # a damaged manifest is rebuilt, as before
+    if manifest is not None and "milvus" in manifest and not rebuild:
+        raise IndexMismatchError(
+            f"{index_dir}/ is an index in Milvus ({manifest.get('store')}): build it with "
+            f"`rag index --store {manifest.get('store')}`, or `rag index --store faiss` to "
+            "move it to FAISS files"
+        )
 
 
 def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> BuildReport:

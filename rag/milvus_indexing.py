@@ -54,7 +54,10 @@ from rag.milvus_store import (
 from rag.retrieval import terms
 from rag.settings import IndexSettings, utc_now
 from rag.store import document_status, read_manifest, text_digest
-from rag.swap import MANIFEST, writer_lock
+from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, writer_lock
+
+#: The files of a FAISS index (``rag.store``), removed when a build moves one to Milvus.
+FAISS_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, *BM25_FILES.values())
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,6 +164,8 @@ class _Build:
             json.dumps({"chunks": manifest["counts"]["chunks"], "df": df}, sort_keys=True),
         )
         fsync_replace(self.index_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+        for name in FAISS_FILES:  # a FAISS index this build moved to Milvus: its files go
+            (self.index_dir / name).unlink(missing_ok=True)
         self._copy_manifest(manifest)
         self._clean(manifest)
         return BuildReport(
@@ -192,11 +197,15 @@ class _Build:
                 )
             return None
         if "milvus" not in manifest:
+            if self.rebuild:  # moving a FAISS index to Milvus (``rag.stores.build_store``)
+                return None
             raise IndexMismatchError(
-                f"{self.index_dir}/ holds a FAISS index: pass another --index for a Milvus "
-                "store, or remove it"
+                f"{self.index_dir}/ holds a FAISS index: `rag index --store {self.spec.uri}` "
+                "moves it to Milvus, or pass another --index"
             )
         if manifest.get("store") != self.spec.uri:
+            if self.rebuild:  # moving it from another Milvus (``rag.stores.build_store``)
+                return None
             raise IndexMismatchError(
                 f"{self.index_dir}/ lives in {manifest.get('store')}, not {self.spec.uri}: "
                 "pass that --store, or another --index"
@@ -473,6 +482,19 @@ class _Build:
         )
         self.client.flush(name)
         self.client.delete(name, filter=f"born != {generation}")
+
+
+def drop_milvus_index(store: str, index_dir: Path | str) -> None:
+    """Drop every collection of the index named after ``index_dir`` on ``store`` (after the
+    index moved to another store: its manifest no longer names them)."""
+    client = connect(StoreSpec.parse(store).client_uri)
+    name = index_name(index_dir)
+    for c in client.list_collections():
+        head, _, tail = c.rpartition("_")
+        if c == f"{name}_meta" or (
+            head.startswith(f"{name}_b") and tail in ("chunks", "sentences", "documents")
+        ):
+            client.drop_collection(c)
 
 
 def _prepare(

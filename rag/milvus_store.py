@@ -210,7 +210,9 @@ def terms_path(index_dir: Path, generation: int) -> Path:
 
 
 class MilvusIndex:
-    """A loaded Milvus index: the read interface every store offers (see ``rag.store``).
+    """A loaded Milvus index: the read interface every store offers
+    (``rag.store.IndexReader``; rows are Milvus primary keys, with gaps after incremental
+    builds).
 
     Reads are lazy: a document's text when it is first asked for (checked against its
     sha256), a chunk or a vector by row, a document's sentence table on the first question
@@ -353,6 +355,14 @@ class MilvusIndex:
         n = max(self.manifest["counts"]["chunks"], 1)
         return math.log(1 + (n + 0.5) / 0.5)
 
+    def document_frequency(self, term: str) -> int:
+        """How many chunks hold ``term`` (0: none)."""
+        return self.df.get(term, 0)
+
+    def vocabulary(self) -> Iterator[str]:
+        """Every term some chunk holds."""
+        return iter(self.df)
+
     def idf(self, term: str) -> float:
         """BM25's IDF of ``term`` over the chunks: log(1 + (n - df + 0.5) / (df + 0.5))."""
         d = self.df.get(term)
@@ -411,6 +421,10 @@ class MilvusIndex:
                 text = self.documents[r["source"]].text[r["start"] : r["end"]]
                 cache[text_hash(text)] = np.asarray(r["vector"], dtype=np.float32)
         return cache
+
+    def close(self) -> None:
+        """Nothing to release: the client is shared by every index on its URI (``connect``)
+        and lives as long as the process."""
 
 
 class _Documents(Mapping):

@@ -27,11 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.chunking import Chunk, Span, chunk_document, document_sentences, text_hash
+from rag.chunking import Chunk, Span, text_hash
 from rag.documents import Document, load_documents
 from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, RagError
-from rag.indexing import BuildReport
+from rag.indexing import (
+    BuildReport,
+    embed_missing,
+    fresh_texts,
+    prepare_document,
+    sort_changes,
+)
 from rag.milvus_store import (
     BM25_B,
     BM25_K1,
@@ -51,7 +57,6 @@ from rag.milvus_store import (
     query_all,
     terms_path,
 )
-from rag.retrieval import terms
 from rag.settings import IndexSettings, utc_now
 from rag.store import document_status, read_manifest, text_digest
 from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, writer_lock
@@ -98,6 +103,7 @@ class _Prepared:
     docs: list[Document]
     sentences: dict[str, list[Span]]
     chunks: list[Chunk]
+    chunk_terms: list[list[str]]  # aligned with ``chunks``
     vectors: dict[str, np.ndarray]
     embedded: int
     chunks_embedded: int
@@ -126,18 +132,7 @@ class _Build:
             self.warn(f"settings changed: rebuilding {self.index_dir}/ in full")
         previous = None if full else old.manifest
         status = document_status({d.source: d.content_hash for d in docs}, previous)
-        by = {
-            s: tuple(sorted(k for k, v in status.items() if v == s))
-            for s in ("new", "changed", "indexed", "deleted")
-        }
-        report = dict(
-            added=by["new"],
-            changed=by["changed"],
-            removed=by["deleted"],
-            unchanged=by["indexed"],
-            skipped=tuple(skipped),
-            full_rebuild=full,
-        )
+        by, report = sort_changes(status, skipped=skipped, full_rebuild=full)
         if not full and not (by["new"] or by["changed"] or by["deleted"]):
             total = old.manifest["counts"]["chunks"]
             return BuildReport(**report, chunks_total=total, seconds=time.perf_counter() - t0)
@@ -334,7 +329,7 @@ class _Build:
         next_document = counters.get("documents", 0)
         texts = {d.source: d.text for d in prepared.docs}
         chunk_rows, sentence_rows, document_rows = [], [], []
-        for c in prepared.chunks:
+        for c, chunk_terms in zip(prepared.chunks, prepared.chunk_terms, strict=True):
             chunk_rows.append(
                 {
                     "row": next_chunk,
@@ -344,7 +339,7 @@ class _Build:
                     "start": c.start,
                     "end": c.end,
                     "sentences": [list(s) for s in c.sentences],
-                    "terms": _cap(" ".join(terms(c.text))),
+                    "terms": _cap(" ".join(chunk_terms)),
                     "vector": prepared.vectors[text_hash(c.text)].tolist(),
                 }
             )
@@ -399,8 +394,8 @@ class _Build:
             )
             for r in rows:
                 df.subtract(set(r["terms"].split()))
-        for c in prepared.chunks:
-            df.update(set(terms(c.text)))
+        for chunk_terms in prepared.chunk_terms:
+            df.update(set(chunk_terms))
         return {t: n for t, n in df.items() if n > 0}
 
     def _manifest(
@@ -504,35 +499,20 @@ def _prepare(
     cache: dict,
     progress: bool,
 ) -> _Prepared:
-    sentences: dict[str, list[Span]] = {}
-    chunks: list[Chunk] = []
-    for doc in docs:
-        spans = document_sentences(
-            doc,
-            chunk_tokens=settings.chunk_tokens,
-            window_tokens=embedder.count_tokens,
-            window=embedder.window,
-        )
-        sentences[doc.source] = spans
-        chunks += chunk_document(
-            doc,
-            chunk_tokens=settings.chunk_tokens,
-            overlap_sentences=settings.overlap_sentences,
-            window_tokens=embedder.count_tokens,
-            window=embedder.window,
-            sentences=spans,
-        )
-    texts = {d.source: d.text for d in docs}
-    chunk_texts = [c.text for c in chunks]
-    all_texts = chunk_texts + [texts[s][a:b] for s, sp in sentences.items() for a, b in sp]
-    todo = list(dict.fromkeys(t for t in all_texts if text_hash(t) not in cache))
+    """Chunk and embed ``docs`` as the FAISS store does (``rag.indexing.prepare_document``,
+    ``embed_missing``); ``cache``: vectors by text hash that need no embedding."""
+    parts = [prepare_document(doc, settings, embedder) for doc in docs]
     vectors = dict(cache)
-    if todo:
-        for t, v in zip(todo, embedder.encode(todo, progress=progress), strict=True):
-            vectors[text_hash(t)] = v
-    chunk_set = set(chunk_texts)
+    todo = embed_missing(fresh_texts(parts), embedder, vectors, progress=progress)
+    chunk_set = {c.text for p in parts for c in p.chunks}
     return _Prepared(
-        docs, sentences, chunks, vectors, len(todo), sum(1 for t in todo if t in chunk_set)
+        docs,
+        {p.document.source: p.sentences for p in parts},
+        [c for p in parts for c in p.chunks],
+        [t for p in parts for t in p.chunk_terms],
+        vectors,
+        len(todo),
+        sum(1 for t in todo if t in chunk_set),
     )
 
 

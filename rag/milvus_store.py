@@ -52,7 +52,7 @@ from rag.errors import (
 )
 from rag.retrieval import RRF_K, terms
 from rag.settings import IndexSettings
-from rag.store import read_manifest, text_digest
+from rag.store import manifest_settings, read_manifest, text_digest
 
 if TYPE_CHECKING:  # numpy and pymilvus load when used, not with this module (`rag --help`)
     import numpy as np
@@ -258,16 +258,7 @@ class MilvusIndex:
                 f"{path}/ has Milvus index format {manifest['milvus'].get('format_version')}, "
                 f"this rag reads format {MILVUS_FORMAT_VERSION}: run `rag index --rebuild`"
             )
-        try:
-            settings = IndexSettings(**manifest["settings"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise IndexDamagedError(path, f"manifest settings: {e}") from None
-        if model is not None and model != settings.model:
-            raise IndexMismatchError(
-                f"{path}/ was built with model {settings.model!r}, not {model!r}: "
-                f"run `rag index --rebuild --model {model}` or leave out --model"
-            )
-        index = cls(path, manifest, settings)
+        index = cls(path, manifest, manifest_settings(path, manifest, model))
         missing = [c for c in index.collections.all() if not index.client.has_collection(c)]
         if missing:
             raise IndexDamagedError(path, f"Milvus at {index.spec.uri} has no {missing[0]}")

@@ -642,6 +642,17 @@ def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSe
             f"{path}/ has index format {version}, this rag reads format {FORMAT_VERSION}: "
             "run `rag index --rebuild`"
         )
+    return manifest, manifest_settings(path, manifest, model)
+
+
+def manifest_settings(path: Path, manifest: dict, model: str | None) -> IndexSettings:
+    """The settings a manifest records, refused (``model`` given) when built with another
+    model; every store checks its manifest this way.
+
+    Raises:
+        IndexDamagedError: unreadable settings.
+        IndexMismatchError: another model than ``model``.
+    """
     try:
         settings = IndexSettings(**manifest["settings"])
     except (KeyError, TypeError, ValueError) as e:
@@ -651,7 +662,7 @@ def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSe
             f"{path}/ was built with model {settings.model!r}, not {model!r}: "
             f"run `rag index --rebuild --model {model}` or leave out --model"
         )
-    return manifest, settings
+    return settings
 
 
 def read_manifest(path: Path) -> dict | None:

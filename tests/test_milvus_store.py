@@ -39,12 +39,6 @@ from rag.stores import build_store, open_store
 QUESTION = "Who built the Bell Rock Lighthouse?"
 
 
-@pytest.fixture(scope="session")
-def milvus_home(tmp_path_factory) -> Path:
-    """A project folder whose ``store.db`` (Milvus Lite) the whole session shares."""
-    return tmp_path_factory.mktemp("milvus-home")
-
-
 @pytest.fixture
 def project(milvus_home, tmp_path, monkeypatch, request) -> Path:
     """cwd = the shared project folder; ``seeds`` a private copy; the index folder is named

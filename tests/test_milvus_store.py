@@ -22,13 +22,16 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, ROOT
 
+from rag.answer import Assistant
 from rag.errors import BadInputError, IndexDamagedError, IndexMismatchError, RagError
+from rag.indexing import build_index
 from rag.milvus_indexing import build_milvus_index
 from rag.milvus_store import (
     MilvusIndex,
     StoreKind,
     StoreSpec,
     connect,
+    index_name,
     literal,
     read_milvus_manifest,
 )
@@ -260,6 +263,36 @@ def test_clear_errors(project, built_index):
     other.parent.mkdir(exist_ok=True)
     with pytest.raises(RagError, match="already holds an index named"):
         build_store(seeds, other, store=STORE)
+
+
+def test_an_index_moves_between_stores_only_when_told(project):
+    """A Milvus folder is not "damaged" to the FAISS reader, a plain FAISS build refuses it,
+    and --store moves it (a full build there, said in a warning, the old rows removed) with
+    the same answer."""
+    seeds = Path(f"{project}_seeds")
+    build_store(seeds, project, store=STORE)
+    with pytest.raises(IndexMismatchError, match=r"in Milvus \(milvus://store.db\)"):
+        Index.load(project)
+    with pytest.raises(IndexMismatchError, match="--store faiss"):
+        build_index(seeds, project)
+    in_milvus = Assistant(project).ask(QUESTION).to_dict()
+    warned: list[str] = []
+    moved = build_store(seeds, project, store="faiss", warn=warned.append)
+    assert moved.full_rebuild and moved.written
+    assert warned == [f"{project}/ moves from milvus://store.db to faiss: rebuilding it there"]
+    assert isinstance(open_store(project), Index)
+    prefix = index_name(project) + "_"
+    assert not [c for c in connect(StoreSpec.parse(STORE).client_uri).list_collections()
+                if c.startswith(prefix)]  # fmt: skip
+    in_faiss = Assistant(project).ask(QUESTION).to_dict()
+    in_milvus.pop("latency_ms"), in_faiss.pop("latency_ms")
+    assert in_faiss == in_milvus
+    assert not build_store(seeds, project).written  # keeps FAISS: nothing to do
+    back = build_store(seeds, project, store=f"milvus://./{STORE.removeprefix('milvus://')}")
+    assert back.full_rebuild and isinstance(open_store(project), MilvusIndex)
+    assert not (project / "chunks.npy").exists() and not (project / "index.sqlite").exists()
+    # Another spelling of the same file is the same store: no move.
+    assert not build_store(seeds, project, store=STORE).written
 
 
 KILLED_BUILD = """

@@ -36,7 +36,7 @@ from rag.milvus_store import (
     read_milvus_manifest,
 )
 from rag.retrieval import Retriever, terms
-from rag.store import Index
+from rag.store import Index, IndexReader
 from rag.stores import build_store, open_store
 
 QUESTION = "Who built the Bell Rock Lighthouse?"
@@ -198,8 +198,17 @@ def test_one_changed_file_replaces_only_its_rows(project, embedder):
     qv = embedder.encode([QUESTION])[0]
     top = after.chunks[after.hybrid_search(QUESTION, qv, 5)[0][0]]
     assert "Grace Darling" in top.text
+    # The answer path reads rows with gaps (the changed file's rows are new ids past the end).
+    assert max(new_rows) >= len(after.chunks)
+    answer = Assistant(project).ask(QUESTION)
+    assert "Grace Darling" in answer.answer and answer.citations[0].source == "lighthouse.html"
     assert after.idf("grace") < after.default_idf  # the new term is counted
     assert not Path(project, "terms-1.json").exists()
+
+
+def test_both_stores_offer_the_one_read_interface(milvus_index, built_index):
+    assert isinstance(milvus_index, IndexReader)
+    assert isinstance(Index.load(built_index[1]), IndexReader)
 
 
 def test_a_deleted_file_is_gone_and_the_terms_match_a_fresh_build(project, milvus_home):

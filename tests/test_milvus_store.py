@@ -38,6 +38,7 @@ from rag.milvus_store import (
 from rag.retrieval import Retriever, terms
 from rag.store import Index, IndexReader
 from rag.stores import build_store, open_store
+from rag.watch import IndexSync
 
 QUESTION = "Who built the Bell Rock Lighthouse?"
 
@@ -204,6 +205,19 @@ def test_one_changed_file_replaces_only_its_rows(project, embedder):
     assert "Grace Darling" in answer.answer and answer.citations[0].source == "lighthouse.html"
     assert after.idf("grace") < after.default_idf  # the new term is counted
     assert not Path(project, "terms-1.json").exists()
+
+
+def test_a_live_sync_rebuilds_a_milvus_index_in_milvus_and_swaps_it_in(project):
+    """The UI's Rebuild, the API and the watcher (``IndexSync``) keep the index's store."""
+    seeds = Path(f"{project}_seeds")
+    build_store(seeds, project, store=STORE)
+    assistant = Assistant(project)
+    path = seeds / "lighthouse.html"
+    path.write_text(path.read_text().replace("Robert Stevenson", "Grace Darling"))
+    record = IndexSync(seeds, project, assistant=assistant).run("ui")
+    assert record.ok and record.swapped and record.report.changed == ("lighthouse.html",)
+    assert isinstance(assistant.index, MilvusIndex) and assistant.index.generation == 2
+    assert "Grace Darling" in assistant.ask(QUESTION).answer
 
 
 def test_both_stores_offer_the_one_read_interface(milvus_index, built_index):

@@ -267,6 +267,7 @@ def measure_size(clock: Clock, work: Path, base: dict, target: int, keep: bool) 
             hwm_mb=a.get("vmhwm_mb"),
             ask_p50_ms=a["p50_ms"],
             ask_p95_ms=a["p95_ms"],
+            embed_p50_ms=a.get("embed_p50_ms"),
             status_s=st[-1],
             **sv,
         )
@@ -311,17 +312,17 @@ def growth(sizes: list[dict]) -> dict:
 
 
 def projected_wall(sizes: list[dict], base_chunks: int, target: int) -> float | None:
-    """Seconds this size would take to measure, from the sizes measured so far (linear
-    from a single size)."""
+    """Seconds this size would take to measure: the last measured size's, scaled at least
+    linearly (the fitted exponent when steeper). Over few sizes the fixed costs (model
+    loads, server start) flatten the fit, so a sublinear fit would under-project."""
     done = [s for s in sizes if "build_s" in s.get("measured", {})]
     if not done:
         return None
     chunks = max(1, round(target / base_chunks)) * base_chunks
     g = growth(sizes).get("size_wall_s")
-    if g is None:
-        last = done[-1]
-        return last["steps"]["wall_s"] * chunks / last["measured"]["chunks"]
-    return g["c"] * chunks ** g["exponent"]
+    exponent = max(1.0, g["exponent"]) if g is not None else 1.0
+    last = done[-1]
+    return last["steps"]["wall_s"] * (chunks / last["measured"]["chunks"]) ** exponent
 
 
 def main(argv: list[str] | None = None) -> int:

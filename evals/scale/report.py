@@ -20,6 +20,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("disk_mb", "index on disk", "MiB"),
     ("ask_p50_ms", "warm ask p50", "ms"),
     ("ask_p95_ms", "warm ask p95", "ms"),
+    ("embed_p50_ms", "of which: embedding the question, p50", "ms"),
     ("status_s", "`rag status` (whole command)", "s"),
     ("serve_start_s", "`rag serve --no-build` until the page answers", "s"),
     ("page_ms", "warm page GET /", "ms"),
@@ -62,9 +63,10 @@ def table(result: dict) -> str:
     notes = [
         "",
         f"label `{result['label']}`, commit {result['commit']}, {result['cpus']} cores, "
-        f"{result['started']}; * = projected from the fit (not run: {result.get('skip_reason')})"
-        if any(s.get("projected") for s in sizes)
-        else f"label `{result['label']}`, commit {result['commit']}, {result['cpus']} cores, "
-        f"{result['started']}",
+        f"started {result['started']}. Exponent: slope of log(value) on log(passages).",
     ]
+    for s in sizes:
+        if s.get("projected"):
+            why = s.get("error") or result.get("skip_reason") or "not run"
+            notes.append(f"* {s['target']:,}: projected from the fit, not measured ({why}).")
     return "\n".join(lines + notes) + "\n"

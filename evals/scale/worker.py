@@ -99,9 +99,17 @@ def step_ask(args) -> dict:
         answer = assistant.ask(q)
         latencies.append((time.perf_counter() - t) * 1000)
         abstained += answer.abstained
+    # The question's embedding alone (part of every ask, independent of the index): on a
+    # busy 2-core machine torch's threads wait for each other and this can dominate.
+    embed = []
+    for q in picked[args.warmup :]:
+        t = time.perf_counter()
+        assistant.retriever.embed_question(q)
+        embed.append((time.perf_counter() - t) * 1000)
     return {
         "init_s": init_s,
         "n": len(latencies),
+        "embed_p50_ms": percentile(embed, 50),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "mean_ms": statistics.fmean(latencies),

@@ -18,6 +18,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: Texts per forward pass. Measured on 2 shared cores (evals/scale/README.md, "Embedding batch
+#: size"): a build's mix of SQuAD chunks and sentences embeds at 16.5 / 21.2 / 21.3 / 22.1
+#: texts/s with batch 16 / 32 / 64 / 128 (median of 3 rounds; per CPU second 20.3 / 30.6 /
+#: 32.2 / 32.7), and 128 was also best in an earlier 5-round run. Bigger batches cost peak
+#: memory while embedding: +196 / +328 / +523 MiB for 32 / 64 / 128 on full-length chunks.
+EMBED_BATCH_SIZE = 128
+
 _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
@@ -75,7 +82,7 @@ class Embedder:
     process (the UI's users share one copy).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = EMBED_BATCH_SIZE) -> None:
         self.name = model
         self.batch_size = batch_size
 

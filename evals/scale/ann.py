@@ -34,6 +34,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.ann import ivf_lists, ivf_probes, make_search_index
+
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ROOT / "evals" / "squad-sample" / "questions.jsonl"
 K = 10
@@ -101,7 +103,7 @@ def per_query_ms(index, q: np.ndarray, n: int = 200) -> float:
 
 def candidates(n: int, d: int, quick: bool):
     """(name, params, build function, [(search param name, values)]) for a set of n vectors."""
-    nlist = int(2 ** round(np.log2(4 * np.sqrt(n))))
+    nlist = ivf_lists(n)
     hnsw_grid = [(16, 100), (32, 100), (32, 200)] if not quick else [(32, 100)]
     for m, efc in hnsw_grid:
 
@@ -113,13 +115,11 @@ def candidates(n: int, d: int, quick: bool):
 
         yield f"HNSW M={m} efC={efc}", build, "efSearch", [16, 32, 64, 128, 256]
 
-    def ivf_flat(x):
-        idx = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        idx.train(x)
-        idx.add(x)
-        return idx
+    def ivf_flat(x):  # what the store would build: rag.ann's recipe, threshold forced
+        return make_search_index(x, threshold=1)
 
-    yield f"IVF-Flat nlist={nlist}", ivf_flat, "nprobe", [8, 16, 32, 64, 128]
+    probes = sorted({8, 16, 32, 64, 128, ivf_probes(nlist)})
+    yield f"IVF-Flat (rag.ann) nlist={nlist}", ivf_flat, "nprobe", probes
 
     def ivf_pq(x, refine=False):
         idx = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, 48, 8, faiss.METRIC_INNER_PRODUCT)

@@ -21,9 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 #: Texts per forward pass. Measured on 2 shared cores (evals/scale/README.md, "Embedding batch
 #: size"): a build's mix of SQuAD chunks and sentences embeds at 16.5 / 21.2 / 21.3 / 22.1
 #: texts/s with batch 16 / 32 / 64 / 128 (median of 3 rounds; per CPU second 20.3 / 30.6 /
-#: 32.2 / 32.7), and 128 was also best in an earlier 5-round run. Bigger batches cost peak
-#: memory while embedding: +196 / +328 / +523 MiB for 32 / 64 / 128 on full-length chunks.
-EMBED_BATCH_SIZE = 128
+#: 32.2 / 32.7; an earlier 5-round run ranked them the same). 16 and 32 are slower; 64 and
+#: 128 are within the rounds' noise, and 128 costs +195 MiB of peak memory while embedding
+#: and moves the vectors' last bits, so `make scorer-check` no longer reproduces
+#: rag/scorer.json (checked: 19 weights off by ~2e-6) until `make scorer` retrains it. 64.
+EMBED_BATCH_SIZE = 64
 
 _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()

@@ -33,8 +33,9 @@ PROBE_SHARE = 16
 
 def ivf_lists(n: int) -> int:
     """Inverted lists for ``n`` vectors: the power of two nearest 4·sqrt(n) (1,024 at
-    100k, 4,096 at 1M), so each list holds about sqrt(n)/4 vectors."""
-    return max(1, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))
+    100k, 4,096 at 1M), so each list holds about sqrt(n)/4 vectors; never more lists than
+    vectors (k-means cannot train more centroids than points)."""
+    return max(1, min(n, 2 ** round(math.log2(4 * math.sqrt(max(n, 1))))))
 
 
 def ivf_probes(nlist: int) -> int:

@@ -34,6 +34,7 @@ was.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -94,10 +95,20 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@functools.cache
 def faiss_module():
-    """The faiss module, imported on first use."""
+    """The faiss module, imported on first use, its OpenMP pool cut to one thread.
+
+    A search is one question: FAISS's parallel loops gain nothing on it, but their OpenMP
+    threads keep spinning after each search and starve torch's while it embeds the next
+    question. Measured on 2 cores, 100k vectors (an IVF search, then a question's
+    embedding): embedding p50 208 ms with FAISS's default threads, 14 ms with one; the
+    search itself 0.83 vs 0.82 ms. (``make bench-scale`` showed it as a question embedding
+    that grew with the index.)
+    """
     import faiss
 
+    faiss.omp_set_num_threads(1)
     return faiss
 
 

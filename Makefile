@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test eval index lint loadtest clean scorer scorer-check
+.PHONY: install run test eval index lint loadtest clean scorer scorer-check bench-scale
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,16 @@ scorer-check: install
 # with a document added mid-way; stops by itself. Numbers: evals/reports/loadtest/.
 loadtest: install
 	$(BIN)/python evals/loadtest.py --out evals/reports/loadtest/loadtest.json
+
+# Indexes of about 10k, 100k and 1M passages from copies of the SQuAD sample (its vectors
+# reused): build, re-index, load, memory, disk, ask, `rag status` and page-load times with a
+# growth exponent each. Bounded by BENCH_BUDGET seconds; a size projected not to fit is
+# projected, not run. Report: evals/scale/reports/$(LABEL)/ (evals/scale/README.md).
+SIZES        ?= 10000,100000,1000000
+LABEL        ?= run
+BENCH_BUDGET ?= 7200
+bench-scale: install
+	$(BIN)/python evals/scale/bench.py --sizes $(SIZES) --label $(LABEL) --budget $(BENCH_BUDGET)
 
 lint: install
 	$(BIN)/ruff check rag ui tests evals

@@ -66,7 +66,8 @@ def file_hash(data: bytes) -> str:
 
 
 def seed_files(seeds_dir: Path, *, warn: Callable[[str], None] | None = None) -> list[Path]:
-    """Files under ``seeds_dir`` (recursively, sorted), hidden files and folders left out.
+    """Files under ``seeds_dir`` (recursively, sorted), hidden files and folders, office lock
+    files and editor backups left out (``_ignored``).
 
     A symlink is followed only when its target is itself a file the seeds folder would index
     (inside ``seeds_dir`` resolved, not hidden); one that leads elsewhere (``/etc/hostname``,
@@ -81,7 +82,7 @@ def seed_files(seeds_dir: Path, *, warn: Callable[[str], None] | None = None) ->
     root = seeds_dir.resolve()
     files = []
     for p in sorted(seeds_dir.rglob("*")):
-        if any(part.startswith(".") for part in p.relative_to(seeds_dir).parts):
+        if any(_ignored(part) for part in p.relative_to(seeds_dir).parts):
             continue
         try:
             real = p.resolve(strict=True)
@@ -105,7 +106,14 @@ def _inside(real: Path, root: Path) -> bool:
         parts = real.relative_to(root).parts
     except ValueError:
         return False
-    return not any(part.startswith(".") for part in parts)
+    return not any(_ignored(part) for part in parts)
+
+
+def _ignored(name: str) -> bool:
+    """A name the seeds folder never indexes: hidden (``.x``), an office lock file that Word,
+    Excel and PowerPoint keep beside an open document (``~$report.docx``: a few bytes of
+    owner name, not the document), or an editor backup (``notes.md~``)."""
+    return name.startswith((".", "~$")) or name.endswith("~")
 
 
 def source_name(path: Path, seeds_dir: Path) -> str:

@@ -18,6 +18,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: Texts per forward pass. Measured on 2 shared cores (evals/scale/README.md, "Embedding batch
+#: size"): a build's mix of SQuAD chunks and sentences embeds at 16.5 / 21.2 / 21.3 / 22.1
+#: texts/s with batch 16 / 32 / 64 / 128 (median of 3 rounds; per CPU second 20.3 / 30.6 /
+#: 32.2 / 32.7; an earlier 5-round run ranked them the same). 16 and 32 are slower; 64 and
+#: 128 are within the rounds' noise, and 128 costs +195 MiB of peak memory while embedding
+#: and moves the vectors' last bits, so `make scorer-check` no longer reproduces
+#: rag/scorer.json (checked: 19 weights off by ~2e-6) until `make scorer` retrains it. 64.
+EMBED_BATCH_SIZE = 64
+
 _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
@@ -75,7 +84,7 @@ class Embedder:
     process (the UI's users share one copy).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = EMBED_BATCH_SIZE) -> None:
         self.name = model
         self.batch_size = batch_size
 

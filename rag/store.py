@@ -34,6 +34,7 @@ was.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -52,7 +53,15 @@ from rag.errors import (
     IndexNotFoundError,
 )
 from rag.settings import FORMAT_VERSION, IndexSettings
-from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, recover_for_reader
+from rag.swap import (
+    BM25_FILES,
+    CHUNK_ANN,
+    CHUNK_VECTORS,
+    DB,
+    MANIFEST,
+    SENTENCE_VECTORS,
+    recover_for_reader,
+)
 
 if TYPE_CHECKING:  # numpy loads when used, not with this module (`rag --help`)
     import numpy as np
@@ -143,10 +152,20 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@functools.cache
 def faiss_module():
-    """The faiss module, imported on first use."""
+    """The faiss module, imported on first use, its OpenMP pool cut to one thread.
+
+    A search is one question: FAISS's parallel loops gain nothing on it, but their OpenMP
+    threads keep spinning after each search and starve torch's while it embeds the next
+    question. Measured on 2 cores, 100k vectors (an IVF search, then a question's
+    embedding): embedding p50 208 ms with FAISS's default threads, 14 ms with one; the
+    search itself 0.83 vs 0.82 ms. (``make bench-scale`` showed it as a question embedding
+    that grew with the index.)
+    """
     import faiss
 
+    faiss.omp_set_num_threads(1)
     return faiss
 
 
@@ -198,7 +217,7 @@ class Index:
     """
 
     def __init__(
-        self, path: Path, manifest: dict, settings: IndexSettings, db, vectors, bm25
+        self, path: Path, manifest: dict, settings: IndexSettings, db, vectors, bm25, ann=None
     ) -> None:
         self.path, self.manifest, self.settings = path, manifest, settings
         self._db = db
@@ -213,6 +232,7 @@ class Index:
         self.chunk_vectors = _UnitRows(vectors[0], self, "chunk")
         self.sentence_vectors = _UnitRows(vectors[1], self, "sentence")
         self._bm25 = bm25
+        self._ann = ann
         self._docs = _LRU(DOCUMENT_CACHE)
         self._chunk_cache = _LRU(CHUNK_CACHE)
         self.documents: Mapping[str, Document] = _Documents(self)
@@ -264,6 +284,7 @@ class Index:
                 # Opened now, like the other files: a rebuild swapping the folder later
                 # never mixes its files with these.
                 bm25 = _load_bm25(path)
+            ann = _load_ann(path, counts["chunks"], dim)
         except IndexDamagedError as e:
             if db is not None:
                 db.close()
@@ -272,7 +293,7 @@ class Index:
             if db is not None:
                 db.close()
             raise IndexDamagedError(path, f"{type(e).__name__}: {e}") from None
-        return cls(path, manifest, settings, db, vectors, bm25)
+        return cls(path, manifest, settings, db, vectors, bm25, ann)
 
     # ------------------------------------------------------------------ reads, checked
 
@@ -411,9 +432,11 @@ class Index:
         """The ``depth`` chunk rows nearest ``qv`` by inner product (= cosine on unit
         vectors), best first: (row, cosine), no padding.
 
-        Exact search over the memory-mapped vectors with faiss's brute-force kernel (the
-        one ``IndexFlatIP`` runs, so rankings and ties are those of a flat index). This is
-        the one place dense chunk search happens: an approximate index slots in here.
+        Below ``rag.ann.ANN_THRESHOLD`` chunks: exact search over the memory-mapped vectors
+        with faiss's brute-force kernel (the one ``IndexFlatIP`` runs, so rankings and ties
+        are those of a flat index). From it on: the saved IVF-Flat index (``chunks.ivf``,
+        memory-mapped; recall@10 >= 0.98 against exact search, measured in
+        evals/scale/README.md), whose scores are still exact inner products.
         """
         import numpy as np
 
@@ -422,9 +445,12 @@ class Index:
         if depth <= 0:
             return []
         q = np.ascontiguousarray(qv[None, :], dtype=np.float32)
-        scores, ids = faiss_module().knn(
-            q, vectors, depth, metric=faiss_module().METRIC_INNER_PRODUCT
-        )
+        if self._ann is not None:
+            scores, ids = self._ann.search(q, depth)
+        else:
+            scores, ids = faiss_module().knn(
+                q, vectors, depth, metric=faiss_module().METRIC_INNER_PRODUCT
+            )
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         self.chunk_vectors[[i for i, _ in found]]  # checks the rows it returns are unit vectors
         return found
@@ -576,6 +602,27 @@ class _Chunks(Sequence):
         if not 0 <= row < n:
             raise IndexError(f"chunk row {row} out of range")
         return self._index._chunk(int(row))
+
+
+def _load_ann(folder: Path, n: int, dim: int):
+    """The IVF index of the chunk vectors (memory-mapped), None below the ANN threshold.
+
+    Raises:
+        IndexDamagedError: it is missing where the size calls for it, or holds another
+            number or size of vectors.
+    """
+    from rag.ann import ANN_THRESHOLD, ivf_probes
+
+    if n < ANN_THRESHOLD:
+        return None
+    if not (folder / CHUNK_ANN).is_file():
+        raise IndexDamagedError(folder, f"{CHUNK_ANN} is missing")
+    faiss = faiss_module()
+    ann = faiss.read_index(str(folder / CHUNK_ANN), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    if (ann.ntotal, ann.d) != (n, dim):
+        raise IndexDamagedError(folder, f"{CHUNK_ANN} does not match the manifest")
+    ann.nprobe = ivf_probes(ann.nlist)
+    return ann
 
 
 def _load_bm25(folder: Path):
@@ -820,6 +867,7 @@ def write_index(
     for v in vectors.values():
         v.flush()
     del vectors
+    _write_ann(tmp, counts["chunks"])
     if terms:
         import bm25s
 
@@ -828,6 +876,21 @@ def write_index(
         bm25.index(terms, show_progress=False)
         bm25.save(tmp, show_progress=False, **BM25_FILES)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _write_ann(tmp: Path, n: int) -> None:
+    """From ``rag.ann.ANN_THRESHOLD`` chunks on, the IVF-Flat index of ``tmp``'s chunk
+    vectors (trained afresh each build: 12 s at 100k, 171 s at 1M, against hours of
+    embedding for a full build of that size)."""
+    import numpy as np
+
+    from rag.ann import ANN_THRESHOLD, make_search_index
+
+    if n < ANN_THRESHOLD:
+        return
+    vectors = np.load(tmp / CHUNK_VECTORS, mmap_mode="r", allow_pickle=False)
+    index = make_search_index(vectors, threshold=ANN_THRESHOLD)
+    faiss_module().write_index(index, str(tmp / CHUNK_ANN))
 
 
 def _copy_rows(db, old: Index, source: str, entry: dict, vectors: dict) -> None:

@@ -29,6 +29,9 @@ MANIFEST = "manifest.json"
 DB = "index.sqlite"
 CHUNK_VECTORS = "chunks.npy"
 SENTENCE_VECTORS = "sentences.npy"
+#: The approximate (IVF-Flat) search index of the chunk vectors, written from
+#: ``rag.ann.ANN_THRESHOLD`` chunks on (absent below: search is exact over chunks.npy).
+CHUNK_ANN = "chunks.ivf"
 #: The bm25s index's files (bm25s ``save``/``load`` names; absent when there are no chunks).
 BM25_FILES = {
     "data_name": "bm25.data.npy",

@@ -66,3 +66,14 @@ def test_symlinks_outside_seeds_are_skipped_and_never_indexed(seeds_copy, tmp_pa
     assert not any("4417" in d.text or "buildhost" in d.text for d in loaded.documents.values())
     answer = Assistant(index).ask("What is the vault code of the bank?", k=50)
     assert all("4417" not in c.excerpt for c in answer.citations)
+
+
+def test_office_lock_files_and_editor_backups_are_not_seeds(seeds_copy):
+    """Word keeps ``~$name.docx`` beside an open document and editors leave ``name~``:
+    neither is a document, so neither is indexed (nor reported as unreadable)."""
+    (seeds_copy / "~$report.docx").write_bytes(b"\x0bAda Lovelace" + b"\x00" * 40)
+    (seeds_copy / "volcanoes.txt~").write_text("An older copy of the volcano notes.\n")
+    warnings: list[str] = []
+    docs = {d.source for d in load_documents(seeds_copy, warn=warnings.append)}
+    assert docs == {"bees.md", "lighthouse.html", "tides.pdf", "volcanoes.txt"}
+    assert warnings == []

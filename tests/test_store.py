@@ -330,3 +330,36 @@ def test_a_file_changed_right_after_the_scan_is_hashed(seeds_copy, tmp_path):
     bees.write_text(bees.read_text().replace("2,000", "9,999"))  # same size
     _touch(bees, ns=stamp)
     assert index_status(seeds_copy, index)["bees.md"] == "changed"
+
+
+def test_from_the_ann_threshold_an_ivf_index_is_written_searched_and_checked(
+    built_index, tmp_path, monkeypatch
+):
+    """Above ``rag.ann.ANN_THRESHOLD`` chunks the build writes ``chunks.ivf`` and search
+    goes through it (the threshold is lowered so the tiny corpus crosses it); on this size
+    every list is probed, so the ranking equals exact search. A missing file is damage."""
+    import rag.ann
+    from rag.swap import CHUNK_ANN
+
+    exact = Index.load(built_index[1])
+    questions = ("Who built the Bell Rock Lighthouse?", "How many eggs can a queen lay?")
+    from rag.embedding import Embedder
+
+    embedder = Embedder(exact.settings.model)
+    want = [exact.dense_search(embedder.encode([q])[0], 5) for q in questions]
+    assert not (built_index[1] / CHUNK_ANN).exists()
+
+    monkeypatch.setattr(rag.ann, "ANN_THRESHOLD", 3)
+    assert len(exact.chunks) >= 3
+    index_dir = tmp_path / "index"
+    build_index(built_index[0], index_dir)
+    assert (index_dir / CHUNK_ANN).is_file()
+    ann = Index.load(index_dir)
+    assert ann._ann is not None
+    got = [ann.dense_search(embedder.encode([q])[0], 5) for q in questions]
+    assert [[r for r, _ in g] for g in got] == [[r for r, _ in w] for w in want]
+    assert np.allclose([s for g in got for _, s in g], [s for w in want for _, s in w], atol=1e-5)
+
+    (index_dir / CHUNK_ANN).unlink()
+    with pytest.raises(IndexDamagedError, match=CHUNK_ANN):
+        Index.load(index_dir)

@@ -30,6 +30,9 @@ _WHERE = {
     "Index": "rag.store",
     "build_index": "rag.indexing",
     "index_status": "rag.store",
+    "IndexReader": "rag.store",
+    "open_store": "rag.stores",
+    "build_store": "rag.stores",
 }
 
 __all__ = [
@@ -45,14 +48,17 @@ __all__ = [
     "Index",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexReader",
     "IndexSettings",
     "RagError",
     "Hit",
     "Retriever",
     "build_index",
+    "build_store",
     "chunk_document",
     "index_status",
     "load_documents",
+    "open_store",
 ]
 
 
@@ -83,4 +89,5 @@ if TYPE_CHECKING:
     from rag.indexing import BuildReport, build_index
     from rag.retrieval import Hit, Retriever
     from rag.settings import IndexSettings
-    from rag.store import Index, index_status
+    from rag.store import Index, IndexReader, index_status
+    from rag.stores import build_store, open_store

@@ -34,7 +34,8 @@ from rag.errors import BadInputError
 from rag.inputs import check_k, check_threshold
 from rag.retrieval import DEFAULT_K, DEFAULT_MODE, Hit, RetrievalMode, Retriever, check_question
 from rag.settings import INDEX_DIR
-from rag.store import Index
+from rag.store import IndexReader
+from rag.stores import open_store
 
 if TYPE_CHECKING:  # numpy (and the scorer, which needs it) load with an index, not with
     # this module (`rag --help`)
@@ -171,20 +172,20 @@ class Assistant:
 
     def reload(self) -> None:
         """Load the index from disk again (after ``rag index``)."""
-        index = Index.load(self.index_dir, model=self._model)
+        index = open_store(self.index_dir, model=self._model)
         retriever = Retriever(index)
         with self._lock:
             self.retriever = retriever
 
     @property
-    def index(self) -> Index:
+    def index(self) -> IndexReader:
         return self.retriever.index
 
     @property
     def threshold(self) -> float:
         return self.threshold_source()[0]
 
-    def threshold_source(self, index: Index | None = None) -> tuple[float, ThresholdSource]:
+    def threshold_source(self, index: IndexReader | None = None) -> tuple[float, ThresholdSource]:
         """The abstention threshold and where it comes from: ``EXPLICIT`` (given to the
         constructor), ``INDEX`` (``rag eval --calibrate``, read afresh so a calibration made
         meanwhile applies) or ``DEFAULT``. ``index``: the one being answered from (default:
@@ -317,7 +318,7 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _citation(index: Index, n: int, s: _Scored) -> Citation:
+def _citation(index: IndexReader, n: int, s: _Scored) -> Citation:
     chunk, span, score = s.hit.chunk, s.span, s.score
     doc = index.documents[chunk.source]
     return Citation(

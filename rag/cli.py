@@ -20,7 +20,6 @@ from rag.answer import DEFAULT_MAX_SENTENCES, Answer, Assistant
 from rag.display import printable
 from rag.errors import BadInputError, IndexDamagedError, RagError
 from rag.evaluation import EVAL_K, EvalReport, check_floors, display_path, load_floors, run_eval
-from rag.indexing import build_index
 from rag.inputs import BadLineError, check_threshold, error_record, read_question_lines
 from rag.retrieval import DEFAULT_K, DEFAULT_MODE, MODES, check_question
 from rag.settings import (
@@ -31,7 +30,8 @@ from rag.settings import (
     SEEDS_DIR,
     IndexSettings,
 )
-from rag.store import Index, index_status, read_manifest
+from rag.store import index_status, read_manifest
+from rag.stores import build_store, check_store, current_store, open_store
 from rag.watch import FolderWatcher, IndexSync
 
 EXIT_ERROR = 1
@@ -94,6 +94,26 @@ def _folders(
     )
 
 
+def _store_type(value: str) -> str:
+    """A ``--store`` value (``rag.stores.check_store``), refused in argparse's one line."""
+    try:
+        return check_store(value)
+    except BadInputError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--store must be", "expected")) from None
+
+
+def _store(p: argparse.ArgumentParser, *, what: str = "the index") -> None:
+    """--store: where ``what`` keeps its rows, chosen at build time (see README "Stores")."""
+    p.add_argument(
+        "--store",
+        type=_store_type,
+        metavar="STORE",
+        help=f"where {what} lives: faiss (files in the index folder), milvus://PATH.db "
+        "(Milvus Lite) or http://HOST:19530 (a Milvus server); default: the store the "
+        "index already names, else faiss. Another store than the index's rebuilds it there",
+    )
+
+
 def _retrieval(p: argparse.ArgumentParser, *, k: int = DEFAULT_K) -> None:
     """-k and --mode."""
     p.add_argument("-k", type=_positive, default=k, help=f"passages to retrieve (default: {k})")
@@ -129,6 +149,7 @@ def _add_index(sub) -> None:
     p.add_argument("--chunk-tokens", type=_positive, help="chunk budget in cl100k tokens")
     p.add_argument("--overlap", type=int, help="sentences of overlap between chunks")
     p.add_argument("--rebuild", action="store_true", help="start over: re-chunk and re-embed all")
+    _store(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--watch",
@@ -221,6 +242,7 @@ def _add_eval(sub) -> None:
         "--chunk-tokens", type=_positive, help="with --seeds: chunk budget in cl100k tokens"
     )
     p.add_argument("--overlap", type=int, help="with --seeds: sentences of overlap between chunks")
+    _store(p, what="the index built from --seeds")
 
 
 def _add_serve(sub) -> None:
@@ -257,6 +279,7 @@ def _add_serve(sub) -> None:
         action="store_true",
         help="serve the index as it is, without updating it from the seeds folder",
     )
+    _store(p)
     p.add_argument(
         "--watch",
         action="store_true",
@@ -276,9 +299,10 @@ def cmd_index(args) -> int:
         settings = base.overridden(
             model=args.model, chunk_tokens=args.chunk_tokens, overlap_sentences=args.overlap
         )
-    report = build_index(
+    report = build_store(
         args.seeds,
         args.index,
+        store=args.store,
         settings=settings,
         rebuild=args.rebuild,
         progress=not args.quiet and sys.stderr.isatty(),
@@ -292,7 +316,7 @@ def cmd_index(args) -> int:
 
 def _watch(seeds: Path, index: Path) -> None:
     """``rag index --watch``: a line per sync until Ctrl+C."""
-    sync = IndexSync(seeds, index, warn=_warn)
+    sync = IndexSync(seeds, index, warn=_warn)  # in the store the index names now
     print(f"watching {printable(str(seeds))}/ for changes (Ctrl+C to stop)", flush=True)
     try:
         FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True)).run()
@@ -377,7 +401,7 @@ def _ask_jsonl(assistant: Assistant, opts: dict) -> int:
 def cmd_status(args) -> int:
     damaged = None
     try:
-        Index.load(args.index)  # the checks of `rag ask`: a damaged index is not "indexed"
+        open_store(args.index).close()  # `rag ask`'s checks: a damaged index is not "indexed"
     except IndexDamagedError as e:
         damaged = e
     except RagError:
@@ -397,7 +421,8 @@ def cmd_status(args) -> int:
         s = manifest["settings"]
         print(
             f"model {s['model']}, {s['chunk_tokens']} tokens/chunk, overlap "
-            f"{s['overlap_sentences']}, built {manifest['built_at']}"
+            f"{s['overlap_sentences']}, built {manifest['built_at']}, store "
+            f"{printable(current_store(args.index))}"
         )
     elif damaged is None:
         print(printable(f"no index in {args.index}/: run `rag index`"))
@@ -418,6 +443,10 @@ def cmd_eval(args) -> int:
     overrides = {"chunk_tokens": args.chunk_tokens, "overlap_sentences": args.overlap}
     if args.seeds is None and any(v is not None for v in overrides.values()):
         raise BadInputError("--chunk-tokens and --overlap need --seeds (the index is built then)")
+    if args.seeds is None and args.store is not None:
+        raise BadInputError(
+            "--store needs --seeds (the index is built then); --index is used in its own store"
+        )
     floors = load_floors(args.floors) if args.floors else None
     settings = IndexSettings().overridden(**overrides) if args.seeds is not None else None
     index = args.index or INDEX_DIR
@@ -445,6 +474,7 @@ def cmd_eval(args) -> int:
         settings=settings,
         build_progress=tty,
         warn=_warn,
+        store=args.store,
     )
     if args.seeds is None:
         warn_if_stale(SEEDS_DIR, index, fix="run `rag index` (or pass --seeds)")
@@ -489,8 +519,12 @@ def cmd_serve(args) -> int:
             f"serving on {args.host} without --auth: anyone who can reach this "
             "machine can read the documents and add files"
         )
+    if args.no_build and args.store is not None:
+        raise BadInputError("--store builds the index: leave out --no-build")
     if not args.no_build:
-        report = build_index(args.seeds, args.index, progress=sys.stderr.isatty(), warn=_warn)
+        report = build_store(
+            args.seeds, args.index, store=args.store, progress=sys.stderr.isatty(), warn=_warn
+        )
         print(printable(report, keep_lines=True))
         sys.stdout.flush()
     server.serve(

@@ -72,6 +72,26 @@ class BuildReport:
         )
 
 
+def sort_changes(
+    status: dict[str, str], *, skipped: list[str], full_rebuild: bool
+) -> tuple[dict[str, tuple[str, ...]], dict]:
+    """The sources by state (``new``, ``changed``, ``indexed``, ``deleted``; each sorted) and
+    the ``BuildReport`` fields they fill, for a build of any store."""
+    by = {
+        s: tuple(sorted(k for k, v in status.items() if v == s))
+        for s in ("new", "changed", "indexed", "deleted")
+    }
+    report = dict(
+        added=by["new"],
+        changed=by["changed"],
+        removed=by["deleted"],
+        unchanged=by["indexed"],
+        skipped=tuple(skipped),
+        full_rebuild=full_rebuild,
+    )
+    return by, report
+
+
 def build_index(
     seeds_dir: Path | str,
     index_dir: Path | str,
@@ -101,9 +121,25 @@ def build_index(
     t0 = time.perf_counter()
     seeds_dir, index_dir = Path(seeds_dir), Path(index_dir)
     with writer_lock(index_dir, on_wait=warn):
+        _refuse_other_store(index_dir, rebuild)
         recover(index_dir)
         sweep(index_dir)
         return _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0)
+
+
+def _refuse_other_store(index_dir: Path, rebuild: bool) -> None:
+    """A Milvus index is never turned into FAISS files by a plain build: only a ``rebuild``
+    (``rag index --store faiss``, through ``rag.stores.build_store``) moves it."""
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexDamagedError:
+        return  # a damaged manifest is rebuilt, as before
+    if manifest is not None and "milvus" in manifest and not rebuild:
+        raise IndexMismatchError(
+            f"{index_dir}/ is an index in Milvus ({manifest.get('store')}): build it with "
+            f"`rag index --store {manifest.get('store')}`, or `rag index --store faiss` to "
+            "move it to FAISS files"
+        )
 
 
 def _build(seeds_dir, index_dir, settings, rebuild, progress, warn, t0) -> BuildReport:
@@ -139,18 +175,7 @@ def _update(seeds_dir, index_dir, old, settings, keep_calibration, progress, not
         for s in seeds
     }
     status = document_status(hashes, previous)
-    by = {
-        s: tuple(sorted(k for k, v in status.items() if v == s))
-        for s in ("new", "changed", "indexed", "deleted")
-    }
-    report = dict(
-        added=by["new"],
-        changed=by["changed"],
-        removed=by["deleted"],
-        unchanged=by["indexed"],
-        skipped=tuple(skipped),
-        full_rebuild=full,
-    )
+    by, report = sort_changes(status, skipped=skipped, full_rebuild=full)
     if not full and not (by["new"] or by["changed"] or by["deleted"]):
         total = sum(d["chunks"] for d in previous["documents"].values())
         return BuildReport(**report, chunks_total=total, seconds=time.perf_counter() - t0)
@@ -266,7 +291,7 @@ class _Plan:
                 part: FreshDocument | str = seed.source
                 entry = dict(old.manifest["documents"][seed.source])
             else:
-                part = _chunk(read[seed.source], settings, embedder)
+                part = prepare_document(read[seed.source], settings, embedder)
                 entry = _entry(part)
             entry.update(at, size=seed.size, mtime_ns=seed.mtime_ns)
             at["first_chunk"] += entry["chunks"]
@@ -301,27 +326,15 @@ class _Plan:
         A text some stored vector already has (in any document of the previous index,
         found by its hash) is not embedded again.
         """
-        texts = [c.text for p in self.fresh for c in p.chunks] + [
-            p.document.text[a:b] for p in self.fresh for a, b in p.sentences
-        ]
-        todo = []
-        for t in dict.fromkeys(texts):
-            h = text_hash(t)
-            if h in self.vectors:
-                continue
-            v = self.old.vector_of(h) if self.old is not None else None
-            if v is None:
-                todo.append(t)
-            else:
-                self.vectors[h] = v
-        if todo:
-            for t, v in zip(todo, self.embedder.encode(todo, progress=progress), strict=True):
-                self.vectors[text_hash(t)] = v
-        return todo
+        known = self.old.vector_of if self.old is not None else None
+        return embed_missing(
+            fresh_texts(self.fresh), self.embedder, self.vectors, known=known, progress=progress
+        )
 
 
-def _chunk(doc: Document, settings: IndexSettings, embedder: Embedder) -> FreshDocument:
-    """``doc``'s sentences, chunks and chunk terms."""
+def prepare_document(doc: Document, settings: IndexSettings, embedder: Embedder) -> FreshDocument:
+    """``doc``'s sentences, chunks and chunk terms: the content every store writes for a new
+    or changed document (``rag.indexing`` and ``rag.milvus_indexing`` alike)."""
     sents = document_sentences(
         doc,
         chunk_tokens=settings.chunk_tokens,
@@ -337,6 +350,43 @@ def _chunk(doc: Document, settings: IndexSettings, embedder: Embedder) -> FreshD
         sentences=sents,
     )
     return FreshDocument(doc, sents, chunks, [terms(c.text) for c in chunks])
+
+
+def fresh_texts(parts: list[FreshDocument]) -> list[str]:
+    """Every text of ``parts`` a store keeps a vector of: chunks, then sentences."""
+    return [c.text for p in parts for c in p.chunks] + [
+        p.document.text[a:b] for p in parts for a, b in p.sentences
+    ]
+
+
+def embed_missing(
+    texts: list[str],
+    embedder: Embedder,
+    vectors: dict[str, np.ndarray],
+    *,
+    known: Callable[[str], np.ndarray | None] | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Put the vector of every one of ``texts`` into ``vectors`` (by ``text_hash``): those
+    already there or ``known`` (a stored vector by hash) are not embedded again.
+
+    Returns:
+        The texts embedded now, each once, in first-seen order.
+    """
+    todo = []
+    for t in dict.fromkeys(texts):
+        h = text_hash(t)
+        if h in vectors:
+            continue
+        v = known(h) if known is not None else None
+        if v is None:
+            todo.append(t)
+        else:
+            vectors[h] = v
+    if todo:
+        for t, v in zip(todo, embedder.encode(todo, progress=progress), strict=True):
+            vectors[text_hash(t)] = v
+    return todo
 
 
 def _entry(part: FreshDocument) -> dict:

@@ -27,11 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.chunking import Chunk, Span, chunk_document, document_sentences, text_hash
+from rag.chunking import Chunk, Span, text_hash
 from rag.documents import Document, load_documents
 from rag.embedding import Embedder
 from rag.errors import IndexMismatchError, RagError
-from rag.indexing import BuildReport
+from rag.indexing import (
+    BuildReport,
+    embed_missing,
+    fresh_texts,
+    prepare_document,
+    sort_changes,
+)
 from rag.milvus_store import (
     BM25_B,
     BM25_K1,
@@ -51,10 +57,12 @@ from rag.milvus_store import (
     query_all,
     terms_path,
 )
-from rag.retrieval import terms
 from rag.settings import IndexSettings, utc_now
 from rag.store import document_status, read_manifest, text_digest
-from rag.swap import MANIFEST, writer_lock
+from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, writer_lock
+
+#: The files of a FAISS index (``rag.store``), removed when a build moves one to Milvus.
+FAISS_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, *BM25_FILES.values())
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,6 +103,7 @@ class _Prepared:
     docs: list[Document]
     sentences: dict[str, list[Span]]
     chunks: list[Chunk]
+    chunk_terms: list[list[str]]  # aligned with ``chunks``
     vectors: dict[str, np.ndarray]
     embedded: int
     chunks_embedded: int
@@ -123,18 +132,7 @@ class _Build:
             self.warn(f"settings changed: rebuilding {self.index_dir}/ in full")
         previous = None if full else old.manifest
         status = document_status({d.source: d.content_hash for d in docs}, previous)
-        by = {
-            s: tuple(sorted(k for k, v in status.items() if v == s))
-            for s in ("new", "changed", "indexed", "deleted")
-        }
-        report = dict(
-            added=by["new"],
-            changed=by["changed"],
-            removed=by["deleted"],
-            unchanged=by["indexed"],
-            skipped=tuple(skipped),
-            full_rebuild=full,
-        )
+        by, report = sort_changes(status, skipped=skipped, full_rebuild=full)
         if not full and not (by["new"] or by["changed"] or by["deleted"]):
             total = old.manifest["counts"]["chunks"]
             return BuildReport(**report, chunks_total=total, seconds=time.perf_counter() - t0)
@@ -161,6 +159,8 @@ class _Build:
             json.dumps({"chunks": manifest["counts"]["chunks"], "df": df}, sort_keys=True),
         )
         fsync_replace(self.index_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+        for name in FAISS_FILES:  # a FAISS index this build moved to Milvus: its files go
+            (self.index_dir / name).unlink(missing_ok=True)
         self._copy_manifest(manifest)
         self._clean(manifest)
         return BuildReport(
@@ -192,11 +192,15 @@ class _Build:
                 )
             return None
         if "milvus" not in manifest:
+            if self.rebuild:  # moving a FAISS index to Milvus (``rag.stores.build_store``)
+                return None
             raise IndexMismatchError(
-                f"{self.index_dir}/ holds a FAISS index: pass another --index for a Milvus "
-                "store, or remove it"
+                f"{self.index_dir}/ holds a FAISS index: `rag index --store {self.spec.uri}` "
+                "moves it to Milvus, or pass another --index"
             )
         if manifest.get("store") != self.spec.uri:
+            if self.rebuild:  # moving it from another Milvus (``rag.stores.build_store``)
+                return None
             raise IndexMismatchError(
                 f"{self.index_dir}/ lives in {manifest.get('store')}, not {self.spec.uri}: "
                 "pass that --store, or another --index"
@@ -325,7 +329,7 @@ class _Build:
         next_document = counters.get("documents", 0)
         texts = {d.source: d.text for d in prepared.docs}
         chunk_rows, sentence_rows, document_rows = [], [], []
-        for c in prepared.chunks:
+        for c, chunk_terms in zip(prepared.chunks, prepared.chunk_terms, strict=True):
             chunk_rows.append(
                 {
                     "row": next_chunk,
@@ -335,7 +339,7 @@ class _Build:
                     "start": c.start,
                     "end": c.end,
                     "sentences": [list(s) for s in c.sentences],
-                    "terms": _cap(" ".join(terms(c.text))),
+                    "terms": _cap(" ".join(chunk_terms)),
                     "vector": prepared.vectors[text_hash(c.text)].tolist(),
                 }
             )
@@ -390,8 +394,8 @@ class _Build:
             )
             for r in rows:
                 df.subtract(set(r["terms"].split()))
-        for c in prepared.chunks:
-            df.update(set(terms(c.text)))
+        for chunk_terms in prepared.chunk_terms:
+            df.update(set(chunk_terms))
         return {t: n for t, n in df.items() if n > 0}
 
     def _manifest(
@@ -475,6 +479,19 @@ class _Build:
         self.client.delete(name, filter=f"born != {generation}")
 
 
+def drop_milvus_index(store: str, index_dir: Path | str) -> None:
+    """Drop every collection of the index named after ``index_dir`` on ``store`` (after the
+    index moved to another store: its manifest no longer names them)."""
+    client = connect(StoreSpec.parse(store).client_uri)
+    name = index_name(index_dir)
+    for c in client.list_collections():
+        head, _, tail = c.rpartition("_")
+        if c == f"{name}_meta" or (
+            head.startswith(f"{name}_b") and tail in ("chunks", "sentences", "documents")
+        ):
+            client.drop_collection(c)
+
+
 def _prepare(
     docs: list[Document],
     settings: IndexSettings,
@@ -482,35 +499,20 @@ def _prepare(
     cache: dict,
     progress: bool,
 ) -> _Prepared:
-    sentences: dict[str, list[Span]] = {}
-    chunks: list[Chunk] = []
-    for doc in docs:
-        spans = document_sentences(
-            doc,
-            chunk_tokens=settings.chunk_tokens,
-            window_tokens=embedder.count_tokens,
-            window=embedder.window,
-        )
-        sentences[doc.source] = spans
-        chunks += chunk_document(
-            doc,
-            chunk_tokens=settings.chunk_tokens,
-            overlap_sentences=settings.overlap_sentences,
-            window_tokens=embedder.count_tokens,
-            window=embedder.window,
-            sentences=spans,
-        )
-    texts = {d.source: d.text for d in docs}
-    chunk_texts = [c.text for c in chunks]
-    all_texts = chunk_texts + [texts[s][a:b] for s, sp in sentences.items() for a, b in sp]
-    todo = list(dict.fromkeys(t for t in all_texts if text_hash(t) not in cache))
+    """Chunk and embed ``docs`` as the FAISS store does (``rag.indexing.prepare_document``,
+    ``embed_missing``); ``cache``: vectors by text hash that need no embedding."""
+    parts = [prepare_document(doc, settings, embedder) for doc in docs]
     vectors = dict(cache)
-    if todo:
-        for t, v in zip(todo, embedder.encode(todo, progress=progress), strict=True):
-            vectors[text_hash(t)] = v
-    chunk_set = set(chunk_texts)
+    todo = embed_missing(fresh_texts(parts), embedder, vectors, progress=progress)
+    chunk_set = {c.text for p in parts for c in p.chunks}
     return _Prepared(
-        docs, sentences, chunks, vectors, len(todo), sum(1 for t in todo if t in chunk_set)
+        docs,
+        {p.document.source: p.sentences for p in parts},
+        [c for p in parts for c in p.chunks],
+        [t for p in parts for t in p.chunk_terms],
+        vectors,
+        len(todo),
+        sum(1 for t in todo if t in chunk_set),
     )
 
 

@@ -52,7 +52,7 @@ from rag.errors import (
 )
 from rag.retrieval import RRF_K, terms
 from rag.settings import IndexSettings
-from rag.store import read_manifest, text_digest
+from rag.store import manifest_settings, read_manifest, text_digest
 
 if TYPE_CHECKING:  # numpy and pymilvus load when used, not with this module (`rag --help`)
     import numpy as np
@@ -210,7 +210,9 @@ def terms_path(index_dir: Path, generation: int) -> Path:
 
 
 class MilvusIndex:
-    """A loaded Milvus index: the read interface every store offers (see ``rag.store``).
+    """A loaded Milvus index: the read interface every store offers
+    (``rag.store.IndexReader``; rows are Milvus primary keys, with gaps after incremental
+    builds).
 
     Reads are lazy: a document's text when it is first asked for (checked against its
     sha256), a chunk or a vector by row, a document's sentence table on the first question
@@ -256,16 +258,7 @@ class MilvusIndex:
                 f"{path}/ has Milvus index format {manifest['milvus'].get('format_version')}, "
                 f"this rag reads format {MILVUS_FORMAT_VERSION}: run `rag index --rebuild`"
             )
-        try:
-            settings = IndexSettings(**manifest["settings"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise IndexDamagedError(path, f"manifest settings: {e}") from None
-        if model is not None and model != settings.model:
-            raise IndexMismatchError(
-                f"{path}/ was built with model {settings.model!r}, not {model!r}: "
-                f"run `rag index --rebuild --model {model}` or leave out --model"
-            )
-        index = cls(path, manifest, settings)
+        index = cls(path, manifest, manifest_settings(path, manifest, model))
         missing = [c for c in index.collections.all() if not index.client.has_collection(c)]
         if missing:
             raise IndexDamagedError(path, f"Milvus at {index.spec.uri} has no {missing[0]}")
@@ -353,6 +346,14 @@ class MilvusIndex:
         n = max(self.manifest["counts"]["chunks"], 1)
         return math.log(1 + (n + 0.5) / 0.5)
 
+    def document_frequency(self, term: str) -> int:
+        """How many chunks hold ``term`` (0: none)."""
+        return self.df.get(term, 0)
+
+    def vocabulary(self) -> Iterator[str]:
+        """Every term some chunk holds."""
+        return iter(self.df)
+
     def idf(self, term: str) -> float:
         """BM25's IDF of ``term`` over the chunks: log(1 + (n - df + 0.5) / (df + 0.5))."""
         d = self.df.get(term)
@@ -411,6 +412,10 @@ class MilvusIndex:
                 text = self.documents[r["source"]].text[r["start"] : r["end"]]
                 cache[text_hash(text)] = np.asarray(r["vector"], dtype=np.float32)
         return cache
+
+    def close(self) -> None:
+        """Nothing to release: the client is shared by every index on its URI (``connect``)
+        and lives as long as the process."""
 
 
 class _Documents(Mapping):

@@ -12,7 +12,7 @@ from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
 from rag.inputs import check_k, check_text
 from rag.settings import Choice
-from rag.store import Index, SentenceKey
+from rag.store import IndexReader, SentenceKey
 from rag.terms import terms
 
 __all__ = ["DEFAULT_K", "DEFAULT_MODE", "MODES", "Hit", "Retriever", "RetrievalMode", "terms"]
@@ -73,7 +73,7 @@ class Retriever:
     for them (``sentence_terms``, ``chunk_terms``), then kept in a bounded cache.
     """
 
-    def __init__(self, index: Index, embedder: Embedder | None = None) -> None:
+    def __init__(self, index: IndexReader, embedder: Embedder | None = None) -> None:
         self.index = index
         self.embedder = embedder or Embedder(index.settings.model)
         #: term -> IDF over the chunks (a read-only Mapping; see ``Index.idf``).
@@ -115,7 +115,7 @@ class Retriever:
         question = check_question(question)
         k = check_k(k)
         mode = RetrievalMode.from_str(mode, what="mode")
-        n = len(self.index.chunks)
+        n = len(self.index.chunks)  # a count: rows need not run 0..n-1 (``IndexReader``)
         if n == 0:
             return []
         qv = self.embed_question(question) if question_vector is None else question_vector
@@ -142,26 +142,24 @@ class Retriever:
     ) -> list[Hit]:
         """The first ``k`` of ``ranked`` (chunk row, score) whose texts differ, as Hits;
         ``ranks`` are each row's dense and BM25 rank."""
-        hits, seen = [], set()
+        picked, seen = [], set()
         for i, score in ranked:
             chunk = self.index.chunks[i]
             key = " ".join(chunk.text.split())
             if key in seen:
                 continue
             seen.add(key)
-            hits.append(
-                Hit(
-                    chunk,
-                    float(score),
-                    float(self.index.chunk_vectors[i] @ qv),
-                    len(hits) + 1,
-                    ranks[0].get(i),
-                    ranks[1].get(i),
-                )
-            )
-            if len(hits) == k:
+            picked.append((i, score, chunk))
+            if len(picked) == k:
                 break
-        return hits
+        if not picked:
+            return []
+        # One read of the picked rows' vectors (one round trip on a Milvus store).
+        cosines = self.index.chunk_vectors[[i for i, _, _ in picked]] @ qv
+        return [
+            Hit(chunk, float(score), float(cos), n, ranks[0].get(i), ranks[1].get(i))
+            for n, ((i, score, chunk), cos) in enumerate(zip(picked, cosines, strict=True), 1)
+        ]
 
     def _dense(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
         return self.index.dense_search(qv, depth)
@@ -173,7 +171,7 @@ class Retriever:
 class _Idf(Mapping):
     """term -> IDF of the terms some chunk holds, looked up in the index on demand."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: IndexReader) -> None:
         self._index = index
         self._cache = lru_cache(maxsize=TERM_CACHE)(index.document_frequency)
 

@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rag.chunking import Chunk, Span, chunk_id
 from rag.documents import Document, file_hash, seed_files, source_name
@@ -72,6 +72,63 @@ DOCUMENT_CACHE = 256
 CHUNK_CACHE = 4096
 
 SentenceKey = tuple[str, int, int]
+
+
+@runtime_checkable
+class IndexReader(Protocol):
+    """What retrieval, the answer scorer, citations, evaluation and the UI read of an index,
+    whichever store holds it (``Index`` here: FAISS files; ``rag.milvus_store.MilvusIndex``:
+    Milvus). ``rag.stores.open_store`` returns one.
+
+    Rows are the store's stable ids, those ``dense_search`` and ``bm25_search`` return and
+    ``chunks``/``chunk_vectors`` read: they need not run from 0 to ``len(chunks) - 1`` (a
+    Milvus index has gaps after incremental builds), so callers index by the rows a search
+    or ``sentence_row`` gave them, never by ``range(len(chunks))``.
+
+    Attributes:
+        path: the index folder (manifest, calibration).
+        manifest: the manifest (``documents``, ``counts``, ``settings``, ...).
+        settings: the settings the index was built with.
+        documents: source -> ``Document``, read and checked on access.
+        chunks: row -> ``Chunk``; ``len()`` is the number of chunks.
+        chunk_vectors, sentence_vectors: ``vectors[row]`` or ``vectors[rows]`` -> float32
+            unit vector(s).
+        default_idf: the IDF of a term no chunk holds.
+    """
+
+    path: Path
+    manifest: dict
+    settings: IndexSettings
+    documents: Mapping[str, Document]
+    chunks: Sequence[Chunk]
+    chunk_vectors: object
+    sentence_vectors: object
+    default_idf: float
+
+    def dense_search(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
+        """(chunk row, cosine), best first, at most ``depth``."""
+
+    def bm25_search(self, question_terms: list[str], depth: int) -> list[tuple[int, float]]:
+        """(chunk row, BM25 score > 0), best first, at most ``depth``."""
+
+    def document_frequency(self, term: str) -> int:
+        """How many chunks hold ``term``."""
+
+    def vocabulary(self) -> Iterator[str]:
+        """Every term some chunk holds."""
+
+    def idf(self, term: str) -> float:
+        """BM25's IDF of ``term`` over the chunks (``default_idf`` when none holds it)."""
+
+    def sentence_row(self, key: SentenceKey) -> int | None:
+        """The row in ``sentence_vectors`` of sentence ``(source, start, end)``."""
+
+    def neighbours(self, key: SentenceKey) -> tuple[SentenceKey | None, SentenceKey | None]:
+        """The sentences before and after ``key`` in its document."""
+
+    def close(self) -> None:
+        """Release files and connections (the index is not read after)."""
+
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -621,12 +678,28 @@ def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSe
     manifest = read_manifest(path)
     if manifest is None:
         raise IndexNotFoundError(f"no index in {path}/: run `rag index` first")
+    if "milvus" in manifest:  # not damaged: its rows are elsewhere
+        raise IndexMismatchError(
+            f"{path}/ is an index in Milvus ({manifest.get('store')}), not FAISS files: "
+            "open it with rag.stores.open_store (as every rag command does)"
+        )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexMismatchError(
             f"{path}/ has index format {version}, this rag reads format {FORMAT_VERSION}: "
             "run `rag index --rebuild`"
         )
+    return manifest, manifest_settings(path, manifest, model)
+
+
+def manifest_settings(path: Path, manifest: dict, model: str | None) -> IndexSettings:
+    """The settings a manifest records, refused (``model`` given) when built with another
+    model; every store checks its manifest this way.
+
+    Raises:
+        IndexDamagedError: unreadable settings.
+        IndexMismatchError: another model than ``model``.
+    """
     try:
         settings = IndexSettings(**manifest["settings"])
     except (KeyError, TypeError, ValueError) as e:
@@ -636,7 +709,7 @@ def _read_manifest_checked(path: Path, model: str | None) -> tuple[dict, IndexSe
             f"{path}/ was built with model {settings.model!r}, not {model!r}: "
             f"run `rag index --rebuild --model {model}` or leave out --model"
         )
-    return manifest, settings
+    return settings
 
 
 def read_manifest(path: Path) -> dict | None:

@@ -177,10 +177,10 @@ def train_scorer(
 def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) -> dict:
     from rag.evaluation import prepare_index
     from rag.scorer import WEIGHTS_FORMAT, question_key
-    from rag.store import Index
+    from rag.stores import open_store
 
     index_dir, _ = prepare_index(root / data.corpus, cache_dir=root / cache_dir)
-    retriever = Retriever(Index.load(index_dir))
+    retriever = Retriever(open_store(index_dir))
     p, folds = _dump_and_fold(root, data, retriever, limit, progress)
     is_answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
     fold_models, prob, right = _out_of_fold(p, folds, recipe)

@@ -1,10 +1,10 @@
 """Keep an index in step with its seeds folder: one build at a time, swapped in whole.
 
 ``IndexSync`` is the one code path of every rebuild of a live index (the UI's Rebuild and
-Upload, ``POST /api/rebuild``, the watcher): it runs the incremental ``build_index`` under a
-lock, swaps the rebuilt index into the ``Assistant`` being served (one reference, so a
-question is answered wholly from the old index or wholly from the new one), and keeps a
-record of the last run for the UI and the API.
+Upload, ``POST /api/rebuild``, the watcher): it runs the incremental ``build_store`` (in the
+store the index names) under a lock, swaps the rebuilt index into the ``Assistant`` being
+served (one reference, so a question is answered wholly from the old index or wholly from
+the new one), and keeps a record of the last run for the UI and the API.
 
 ``FolderWatcher`` drives it from file events (watchfiles, inotify on Linux), for
 ``rag index --watch`` and ``rag serve --watch``:
@@ -30,8 +30,9 @@ from pathlib import Path
 
 from rag.documents import seed_files, source_name
 from rag.errors import IndexBusyError, RagError
-from rag.indexing import BuildReport, build_index
+from rag.indexing import BuildReport
 from rag.store import read_manifest
+from rag.stores import build_store
 
 #: A burst of file events ends after this many milliseconds without a new one ...
 QUIET_MS = 300
@@ -186,7 +187,8 @@ class IndexSync:
         try:
             if progress is not None:
                 progress(0.05, desc="Reading documents")
-            report = build_index(
+            # In the store the index names (``build_store``): a watcher never moves it.
+            report = build_store(
                 self.seeds_dir, self.index_dir, progress=progress is not None, warn=self.warn
             )
             # Also take up an index that `rag index` rebuilt while this one was served.

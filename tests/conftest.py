@@ -1,4 +1,10 @@
-"""Shared fixtures: the real model, real FAISS and real files on a tiny corpus."""
+"""Shared fixtures: the real model, real FAISS and real files on a tiny corpus.
+
+Store-agnostic tests (answers, retrieval, the JSON contract of ``rag ask`` and the UI) take
+``store_index``/``store_assistant``, parametrized over the stores in ``RAG_TEST_STORES``
+(default ``faiss,milvus``; e.g. ``RAG_TEST_STORES=milvus make test``): FAISS files, and
+Milvus Lite (the real engine, one ``store.db`` shared by the session: it starts once).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +52,45 @@ def built_index(tmp_path_factory, embedder) -> tuple[Path, Path]:
     shutil.copytree(CORPUS, seeds)
     build_index(seeds, index)
     return seeds, index
+
+
+#: The stores the store-agnostic tests run on.
+STORES = [s.strip() for s in os.environ.get("RAG_TEST_STORES", "faiss,milvus").split(",") if s]
+
+
+@pytest.fixture(scope="session")
+def milvus_home(tmp_path_factory) -> Path:
+    """A project folder whose ``store.db`` (Milvus Lite) the whole session shares; each index
+    on it has a folder of its own name (collections are named after it)."""
+    return tmp_path_factory.mktemp("milvus-home")
+
+
+@pytest.fixture(scope="session")
+def milvus_store(milvus_home) -> str:
+    """The session's Milvus Lite store, as ``--store`` takes it (absolute path)."""
+    return f"milvus://{milvus_home / 'store.db'}"
+
+
+@pytest.fixture(scope="session", params=STORES)
+def store_index(request, built_index, milvus_home, milvus_store) -> tuple[Path, Path, str]:
+    """(seeds, index, store) of the test corpus in each store, built once. Read-only."""
+    if request.param == "faiss":
+        return (*built_index, "faiss")
+    from rag.stores import build_store
+
+    seeds, index = milvus_home / "any_store_seeds", milvus_home / "any_store_index"
+    if not seeds.exists():
+        shutil.copytree(CORPUS, seeds)
+    build_store(seeds, index, store=milvus_store)
+    return seeds, index, milvus_store
+
+
+@pytest.fixture(scope="session")
+def store_assistant(store_index):
+    """An Assistant over ``store_index`` (one per store)."""
+    from rag.answer import Assistant
+
+    return Assistant(store_index[1])
 
 
 @pytest.fixture(scope="session")

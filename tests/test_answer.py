@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
         ("Who decoded the waggle dance?", "bees.md", "Karl von Frisch"),
     ],
 )
-def test_answer_is_a_cited_verbatim_sentence(assistant, question, source, needle):
-    answer = assistant.ask(question)
+def test_answer_is_a_cited_verbatim_sentence(store_assistant, question, source, needle):
+    answer = store_assistant.ask(question)
     assert not answer.abstained
     assert needle in answer.answer and "[1]" in answer.answer
     top = answer.citations[0]
     assert top.source == source
-    doc = assistant.index.documents[source]
+    doc = store_assistant.index.documents[source]
     assert doc.text[top.start : top.end] == top.excerpt
     a, b = top.highlight
     assert top.start <= a < b <= top.end
@@ -40,10 +40,10 @@ def test_answer_is_a_cited_verbatim_sentence(assistant, question, source, needle
     assert len(answer.answer.split()) <= 80
 
 
-def test_pdf_citations_name_the_page(assistant):
-    top = assistant.ask("Where is the highest tidal range in the world?").citations[0]
+def test_pdf_citations_name_the_page(store_assistant):
+    top = store_assistant.ask("Where is the highest tidal range in the world?").citations[0]
     assert top.page == 2
-    assert assistant.ask("Who built the Bell Rock Lighthouse?").citations[0].page is None
+    assert store_assistant.ask("Who built the Bell Rock Lighthouse?").citations[0].page is None
 
 
 def test_threshold_comes_from_the_caller_then_the_calibration_then_the_default(
@@ -58,12 +58,12 @@ def test_threshold_comes_from_the_caller_then_the_calibration_then_the_default(
     assert Assistant(index).threshold_source()[1] is ThresholdSource.INDEX
 
 
-def test_weak_evidence_abstains_and_still_lists_passages(assistant):
-    answer = assistant.ask("What is the capital of Mongolia?")
+def test_weak_evidence_abstains_and_still_lists_passages(store_assistant):
+    answer = store_assistant.ask("What is the capital of Mongolia?")
     assert answer.abstained
     assert "do not contain" in answer.answer
     assert answer.citations  # the nearest passages
-    assert answer.confidence < assistant.threshold
+    assert answer.confidence < store_assistant.threshold
 
 
 def test_a_sentence_in_two_different_files_is_shown_once(tmp_path):
@@ -162,8 +162,8 @@ def test_library_refuses_a_bad_k(assistant, k):
         assistant.retriever.search("Who decoded the waggle dance?", k=k)
 
 
-def test_k_of_one_still_answers(assistant):
-    answer = assistant.ask("Who decoded the waggle dance?", k=1)
+def test_k_of_one_still_answers(store_assistant):
+    answer = store_assistant.ask("Who decoded the waggle dance?", k=1)
     assert len(answer.citations) == 1 and "Karl von Frisch" in answer.answer
 
 
@@ -177,9 +177,9 @@ def test_library_refuses_a_bad_threshold(built_index, assistant, threshold):
         Assistant(built_index[1], threshold=threshold)
 
 
-def test_threshold_is_a_probability_and_its_ends_mean_always_and_never(assistant):
+def test_threshold_is_a_probability_and_its_ends_mean_always_and_never(store_assistant):
     """The confidence is a calibrated probability: 0 always answers, 1 abstains unless sure."""
     q = "Who decoded the waggle dance?"
-    assert assistant.ask(q, threshold=0.0).abstained is False
-    answer = assistant.ask(q, threshold=1.0)
+    assert store_assistant.ask(q, threshold=0.0).abstained is False
+    answer = store_assistant.ask(q, threshold=1.0)
     assert answer.abstained is (answer.confidence < 1.0)

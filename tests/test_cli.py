@@ -57,6 +57,53 @@ def test_ask_json_contract(built_index, rag_cli):
     assert [c["n"] for c in d["citations"]] == list(range(1, len(d["citations"]) + 1))
 
 
+def _without_latency(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "latency_ms"}
+
+
+def test_a_milvus_index_answers_with_the_json_of_the_faiss_one(tmp_path, built_index, rag_cli):
+    """As `make run` users do, in a project folder with relative paths: `rag index --store
+    milvus://milvus.db`, then `rag ask --json` and `rag eval` without --store (the manifest
+    names it) give the FAISS index's JSON but for latency."""
+    seeds, faiss_index = built_index
+    shutil.copytree(seeds, tmp_path / "seeds")
+    built = rag_cli("index", "--store", "milvus://milvus.db", "--quiet", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "4 added" in built.stdout and (tmp_path / "milvus.db").exists()
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert manifest["store"] == "milvus://milvus.db"
+    assert not (tmp_path / "index" / "chunks.npy").exists()
+    again = rag_cli("index", "--quiet", cwd=tmp_path)  # keeps its store: nothing to do
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"id": "q1", "question": "When did Eyjafjallajökull erupt?", "answers": ["April 2010"],'
+        ' "source": "volcanoes.txt"}\n{"id": "q2", "question": "What is the capital of '
+        'Mongolia?", "answers": []}\n',
+        encoding="utf-8",
+    )
+    for question in ("Who built the Bell Rock Lighthouse?", "What is the capital of Mongolia?"):
+        milvus = rag_cli("ask", "--json", question, cwd=tmp_path)
+        faiss = rag_cli("ask", "--json", "--index", faiss_index, question, cwd=tmp_path)
+        assert milvus.returncode == 0 and faiss.returncode == 0, milvus.stderr + faiss.stderr
+        assert _without_latency(json.loads(milvus.stdout)) == _without_latency(
+            json.loads(faiss.stdout)
+        )
+    results = []
+    for name, index in (("m", "index"), ("f", faiss_index)):
+        out = rag_cli("eval", "q.jsonl", "--index", index, "--name", name, "--reports", "r",
+                      cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        lines = (tmp_path / "r" / name / "results.jsonl").read_text().splitlines()
+        results.append([_without_latency(json.loads(line)) for line in lines])
+    assert results[0] == results[1] and len(results[0]) == 2
+    status = rag_cli("status", cwd=tmp_path)
+    assert status.returncode == 0 and "store milvus://milvus.db" in status.stdout
+    bad = rag_cli("index", "--store", "milvus://nowhere", cwd=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "milvus://PATH.db" in bad.stderr
+
+
 def test_ask_text_says_how_often_such_an_answer_is_right(built_index, rag_cli):
     seeds, index = built_index
     q = "Who built the Bell Rock Lighthouse?"

@@ -22,27 +22,25 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, ROOT
 
+from rag.answer import Assistant
 from rag.errors import BadInputError, IndexDamagedError, IndexMismatchError, RagError
+from rag.indexing import build_index
 from rag.milvus_indexing import build_milvus_index
 from rag.milvus_store import (
     MilvusIndex,
     StoreKind,
     StoreSpec,
     connect,
+    index_name,
     literal,
     read_milvus_manifest,
 )
 from rag.retrieval import Retriever, terms
-from rag.store import Index
+from rag.store import Index, IndexReader
 from rag.stores import build_store, open_store
+from rag.watch import IndexSync
 
 QUESTION = "Who built the Bell Rock Lighthouse?"
-
-
-@pytest.fixture(scope="session")
-def milvus_home(tmp_path_factory) -> Path:
-    """A project folder whose ``store.db`` (Milvus Lite) the whole session shares."""
-    return tmp_path_factory.mktemp("milvus-home")
 
 
 @pytest.fixture
@@ -142,14 +140,14 @@ def test_sentence_rows_neighbours_and_idf(milvus_index, built_index):
     assert milvus_index.default_idf == pytest.approx(retriever.default_idf)
     for term, idf in retriever.idf.items():
         assert milvus_index.idf(term) == pytest.approx(idf), term
-    keys = list(faiss.sentence_rows)
+    keys = list(faiss.sentence_keys())
     assert len(keys) == milvus_index.manifest["counts"]["sentences"]
-    for i, key in enumerate(keys):
+    for key in keys:
         row = milvus_index.sentence_row(key)
         assert row is not None
-        assert float(milvus_index.sentence_vectors[row] @ faiss.sentence_vectors[i]) > 0.9999
-        before, after = milvus_index.neighbours(key)
-        assert before == retriever.previous.get(key) and after == retriever.following.get(key)
+        same = milvus_index.sentence_vectors[row] @ faiss.sentence_vectors[faiss.sentence_row(key)]
+        assert float(same) > 0.9999
+        assert milvus_index.neighbours(key) == faiss.neighbours(key)
     assert milvus_index.sentence_row(("bees.md", 0, 1)) is None
     assert milvus_index.sentence_row(("nothing.txt", 0, 5)) is None
 
@@ -201,8 +199,30 @@ def test_one_changed_file_replaces_only_its_rows(project, embedder):
     qv = embedder.encode([QUESTION])[0]
     top = after.chunks[after.hybrid_search(QUESTION, qv, 5)[0][0]]
     assert "Grace Darling" in top.text
+    # The answer path reads rows with gaps (the changed file's rows are new ids past the end).
+    assert max(new_rows) >= len(after.chunks)
+    answer = Assistant(project).ask(QUESTION)
+    assert "Grace Darling" in answer.answer and answer.citations[0].source == "lighthouse.html"
     assert after.idf("grace") < after.default_idf  # the new term is counted
     assert not Path(project, "terms-1.json").exists()
+
+
+def test_a_live_sync_rebuilds_a_milvus_index_in_milvus_and_swaps_it_in(project):
+    """The UI's Rebuild, the API and the watcher (``IndexSync``) keep the index's store."""
+    seeds = Path(f"{project}_seeds")
+    build_store(seeds, project, store=STORE)
+    assistant = Assistant(project)
+    path = seeds / "lighthouse.html"
+    path.write_text(path.read_text().replace("Robert Stevenson", "Grace Darling"))
+    record = IndexSync(seeds, project, assistant=assistant).run("ui")
+    assert record.ok and record.swapped and record.report.changed == ("lighthouse.html",)
+    assert isinstance(assistant.index, MilvusIndex) and assistant.index.generation == 2
+    assert "Grace Darling" in assistant.ask(QUESTION).answer
+
+
+def test_both_stores_offer_the_one_read_interface(milvus_index, built_index):
+    assert isinstance(milvus_index, IndexReader)
+    assert isinstance(Index.load(built_index[1]), IndexReader)
 
 
 def test_a_deleted_file_is_gone_and_the_terms_match_a_fresh_build(project, milvus_home):
@@ -266,6 +286,36 @@ def test_clear_errors(project, built_index):
     other.parent.mkdir(exist_ok=True)
     with pytest.raises(RagError, match="already holds an index named"):
         build_store(seeds, other, store=STORE)
+
+
+def test_an_index_moves_between_stores_only_when_told(project):
+    """A Milvus folder is not "damaged" to the FAISS reader, a plain FAISS build refuses it,
+    and --store moves it (a full build there, said in a warning, the old rows removed) with
+    the same answer."""
+    seeds = Path(f"{project}_seeds")
+    build_store(seeds, project, store=STORE)
+    with pytest.raises(IndexMismatchError, match=r"in Milvus \(milvus://store.db\)"):
+        Index.load(project)
+    with pytest.raises(IndexMismatchError, match="--store faiss"):
+        build_index(seeds, project)
+    in_milvus = Assistant(project).ask(QUESTION).to_dict()
+    warned: list[str] = []
+    moved = build_store(seeds, project, store="faiss", warn=warned.append)
+    assert moved.full_rebuild and moved.written
+    assert warned == [f"{project}/ moves from milvus://store.db to faiss: rebuilding it there"]
+    assert isinstance(open_store(project), Index)
+    prefix = index_name(project) + "_"
+    assert not [c for c in connect(StoreSpec.parse(STORE).client_uri).list_collections()
+                if c.startswith(prefix)]  # fmt: skip
+    in_faiss = Assistant(project).ask(QUESTION).to_dict()
+    in_milvus.pop("latency_ms"), in_faiss.pop("latency_ms")
+    assert in_faiss == in_milvus
+    assert not build_store(seeds, project).written  # keeps FAISS: nothing to do
+    back = build_store(seeds, project, store=f"milvus://./{STORE.removeprefix('milvus://')}")
+    assert back.full_rebuild and isinstance(open_store(project), MilvusIndex)
+    assert not (project / "chunks.npy").exists() and not (project / "index.sqlite").exists()
+    # Another spelling of the same file is the same store: no move.
+    assert not build_store(seeds, project, store=STORE).written
 
 
 KILLED_BUILD = """

@@ -31,16 +31,16 @@ def test_same_passage_in_two_files_is_shown_once(seeds_copy, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
-def test_k_larger_than_the_corpus(assistant, mode):
-    n = len(assistant.index.chunks)
-    answer = assistant.ask("When did Eyjafjallajökull erupt?", k=n + 100, mode=mode)
+def test_k_larger_than_the_corpus(store_assistant, mode):
+    n = len(store_assistant.index.chunks)
+    answer = store_assistant.ask("When did Eyjafjallajökull erupt?", k=n + 100, mode=mode)
     ids = [(c.source, c.start, c.end, c.highlight) for c in answer.citations]
     assert 0 < len(ids) <= n + 2 and len(ids) == len(set(ids))
     assert all(c.start >= 0 for c in answer.citations)
 
 
-def test_hybrid_is_the_reciprocal_rank_fusion_of_dense_and_bm25(assistant):
-    retriever = assistant.retriever
+def test_hybrid_is_the_reciprocal_rank_fusion_of_dense_and_bm25(store_assistant):
+    retriever = store_assistant.retriever
     question = "When did Eyjafjallajökull erupt?"
     n = len(retriever.index.chunks)
     dense = [h.chunk.id for h in retriever.search(question, k=n, mode="dense")]

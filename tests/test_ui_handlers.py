@@ -42,12 +42,20 @@ def service(tmp_path_factory, corpus_dir, embedder) -> Service:
     return Service(Assistant(index), seeds, index, evals, k=5, mode="hybrid")
 
 
+@pytest.fixture(scope="module")
+def store_service(store_assistant, store_index, tmp_path_factory) -> Service:
+    """A read-only service over ``store_index`` (each store): answers and the source viewer."""
+    seeds, index, _ = store_index
+    return Service(store_assistant, seeds, index, tmp_path_factory.mktemp("evals"), k=5,
+                   mode="hybrid")  # fmt: skip
+
+
 def _tokens(markup: str) -> list[str]:
     return re.findall(rf"{CITE_PREFIX}[A-Za-z0-9_-]+", markup)
 
 
-def test_respond_appends_the_question_and_a_cited_answer(service):
-    history, error = handlers.respond(service, "When did Eyjafjallajökull erupt?", [], 5,
+def test_respond_appends_the_question_and_a_cited_answer(store_service):
+    history, error = handlers.respond(store_service, "When did Eyjafjallajökull erupt?", [], 5,
                                       "hybrid", 0.36)  # fmt: skip
     assert error is None
     assert [m["role"] for m in history] == ["user", "assistant"]
@@ -55,7 +63,7 @@ def test_respond_appends_the_question_and_a_cited_answer(service):
     assert "Eyjafjallajökull erupted in April 2010." in re.findall(r"<mark>(.*?)</mark>", markup)[0]
     assert read_cite_token(_tokens(markup)[0])["source"] == "volcanoes.txt"
     again, _ = handlers.respond(
-        service, "Who decoded the waggle dance?", history, 5, "hybrid", 0.36
+        store_service, "Who decoded the waggle dance?", history, 5, "hybrid", 0.36
     )
     assert [m["role"] for m in again] == ["user", "assistant"] * 2
     assert history == again[:2]  # the earlier turn is kept as it was
@@ -70,13 +78,13 @@ def test_respond_to_nothing_raises_and_a_failure_becomes_the_reply(service):
     assert html.escape(error) in history[-1]["content"]
 
 
-def test_answer_json_is_the_cli_contract_with_the_servers_defaults(service):
-    out = handlers.answer_json(service, "When did Eyjafjallajökull erupt?")
+def test_answer_json_is_the_cli_contract_with_the_servers_defaults(store_service):
+    out = handlers.answer_json(store_service, "When did Eyjafjallajökull erupt?")
     assert out["abstained"] is False and out["answer"].endswith("[1]")
-    assert len(out["citations"]) <= service.k
-    assert len(handlers.answer_json(service, "Who built it?", k=2)["citations"]) <= 2
+    assert len(out["citations"]) <= store_service.k
+    assert len(handlers.answer_json(store_service, "Who built it?", k=2)["citations"]) <= 2
     with pytest.raises(EmptyQuestionError, match="question is empty"):
-        handlers.answer_json(service, "  ")
+        handlers.answer_json(store_service, "  ")
 
 
 def test_threshold_setting_follows_the_calibration(service):
@@ -92,19 +100,20 @@ def test_threshold_setting_follows_the_calibration(service):
         calibration.unlink()
 
 
-def test_open_source_shows_the_cited_span_in_the_whole_document(service):
-    history, _ = handlers.respond(service, "When did Eyjafjallajökull erupt?", [], 5, "hybrid",
-                                  0.36)  # fmt: skip
+def test_open_source_shows_the_cited_span_in_the_whole_document(store_service):
+    history, _ = handlers.respond(
+        store_service, "When did Eyjafjallajökull erupt?", [], 5, "hybrid", 0.36
+    )
     token = _tokens(history[-1]["content"])[0]
     for payload in (token, json.dumps({"token": token, "t": 1})):
-        viewer = handlers.open_source(service, payload)
+        viewer = handlers.open_source(store_service, payload)
         marked = re.findall(r'<mark class="rag-hl"[^>]*>(.*?)</mark>', viewer)
         assert html.unescape("".join(marked)) == "Eyjafjallajökull erupted in April 2010."
         assert "Volcanoes of Iceland" in viewer
     gone = json.dumps({"source": "gone.txt", "start": 0, "end": 5, "hl": [0, 5]})
-    assert "no longer in the index" in handlers.open_source(service, gone)
-    empty = handlers.open_source(service, "")
-    assert handlers.open_source(service, "not a citation {") == empty
+    assert "no longer in the index" in handlers.open_source(store_service, gone)
+    empty = handlers.open_source(store_service, "")
+    assert handlers.open_source(store_service, "not a citation {") == empty
 
 
 def test_index_panel_rebuild_and_the_rebuild_lock(service):

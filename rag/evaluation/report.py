@@ -318,6 +318,7 @@ def index_summary(index, index_dir: Path) -> dict:
     m = index.manifest
     return {
         "path": display_path(index_dir),
+        "store": m.get("store", "faiss"),
         "built_at": m.get("built_at"),
         "settings": m.get("settings"),
         "model": m.get("model"),

@@ -36,9 +36,10 @@ from rag.evaluation.runs import (
     parse_runs,
     result_of,
 )
-from rag.indexing import BuildReport, build_index
+from rag.indexing import BuildReport
 from rag.retrieval import DEFAULT_MODE, RetrievalMode
 from rag.settings import INDEX_CACHE_DIR, INDEX_DIR, REPORTS_DIR, IndexSettings, utc_now
+from rag.stores import FAISS, StoreKind, StoreSpec, build_store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -48,16 +49,22 @@ def cached_index_dir(
     settings: IndexSettings | None = None,
     *,
     cache_dir: Path | str = INDEX_CACHE_DIR,
+    store: str | None = None,
 ) -> Path:
-    """Where the index of ``seeds`` under ``settings`` lives in the cache.
+    """Where the index of ``seeds`` under ``settings`` (in ``store``) lives in the cache.
 
     Returns:
-        ``<cache_dir>/<folder name>-<10 hex>``, the hash covering the folder's absolute path
-        and every index setting, so another folder or setting never reuses the index.
+        ``<cache_dir>/<folder name>-<10 hex>``, the hash covering the folder's absolute path,
+        every index setting and a Milvus store's URI, so another folder, setting or store
+        never reuses the index (FAISS keys are those of before stores existed).
     """
     settings = settings or IndexSettings()
     seeds = Path(seeds).resolve()
-    key = json.dumps({"seeds": str(seeds), "settings": settings.to_dict()}, sort_keys=True)
+    what = {"seeds": str(seeds), "settings": settings.to_dict()}
+    spec = StoreSpec.parse(store)
+    if spec.kind is not StoreKind.FAISS:
+        what["store"] = spec.client_uri
+    key = json.dumps(what, sort_keys=True)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
     return Path(cache_dir) / f"{seeds.name}-{digest}"
 
@@ -69,15 +76,19 @@ def prepare_index(
     cache_dir: Path | str = INDEX_CACHE_DIR,
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    store: str | None = None,
 ) -> tuple[Path, BuildReport]:
-    """Build or refresh the cached index of ``seeds`` (a no-op when nothing changed).
+    """Build or refresh the cached index of ``seeds`` (a no-op when nothing changed), in
+    ``store`` (``rag.stores.build_store``; None: FAISS).
 
     Returns:
         (index folder, ``BuildReport``).
     """
     settings = settings or IndexSettings()
-    index_dir = cached_index_dir(seeds, settings, cache_dir=cache_dir)
-    report = build_index(seeds, index_dir, settings=settings, progress=progress, warn=warn)
+    index_dir = cached_index_dir(seeds, settings, cache_dir=cache_dir, store=store)
+    report = build_store(
+        seeds, index_dir, store=store or FAISS, settings=settings, progress=progress, warn=warn
+    )
     return index_dir, report
 
 
@@ -100,6 +111,7 @@ def run_eval(
     build_progress: bool = False,
     warn: Callable[[str], None] | None = None,
     assistant: Assistant | None = None,
+    store: str | None = None,
 ) -> EvalReport:
     """Answer every question of a set, score the answers and write the report.
 
@@ -120,6 +132,7 @@ def run_eval(
         settings: ``IndexSettings`` for an index built from ``seeds`` (default: the defaults).
         assistant: an ``Assistant`` already serving ``index`` (the UI's), used instead of
             loading the index again when the run is on that index.
+        store: with ``seeds``, the store to build its index in (``--store``; None: FAISS).
 
     Raises:
         BadInputError: a bad question set, run list, name or option combination, before any
@@ -140,7 +153,12 @@ def run_eval(
     )
     if seeds is not None:
         index = prepare_index(
-            seeds, settings=settings, cache_dir=cache_dir, progress=build_progress, warn=warn
+            seeds,
+            settings=settings,
+            cache_dir=cache_dir,
+            progress=build_progress,
+            warn=warn,
+            store=store,
         )[0]
     index_dir = Path(index)
     if assistant is None or assistant.index_dir != index_dir:

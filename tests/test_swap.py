@@ -170,3 +170,62 @@ def test_a_build_keeps_the_index_folders_mode(seeds_copy, tmp_path):
     (seeds_copy / "new.txt").write_text("The harbour of Quell is small.\n")
     assert build_index(seeds_copy, index).written
     assert stat.S_IMODE(index.stat().st_mode) == 0o750
+
+
+def test_kill_9_during_an_incremental_write_leaves_the_last_good_index(seeds_copy):
+    """SIGKILL a `rag index` (run as users run it: relative folders, cwd = the project)
+    while it writes the folder for a one-file change: the last good index still loads and
+    answers, and the next `rag index` clears the dead build's folder and applies the change."""
+    import signal
+
+    project = seeds_copy.parent
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "rag", "index", "--quiet"], cwd=project, env=env, check=True
+    )
+    index = project / "index"
+    good = Index.load(index).manifest["built_at"]
+    q = "How many eggs can a queen lay?"
+    before = Assistant(index).ask(q)
+
+    killed = False
+    for attempt in range(5):
+        with (seeds_copy / "bees.md").open("a", encoding="utf-8") as f:
+            f.write(f"\nA worker bee visits many flowers on a warm day ({attempt}).\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag", "index", "--quiet"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(p.name.startswith(".index.tmp-") for p in project.iterdir()):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.001)
+        proc.wait(60)
+        if killed:
+            break
+        good = Index.load(index).manifest["built_at"]  # it finished first: try again
+    assert killed, "never caught a build mid-write"
+    assert proc.returncode == -signal.SIGKILL
+
+    loaded = Index.load(index)
+    assert loaded.manifest["built_at"] == good
+    again = Assistant(index).ask(q)
+    assert again.answer == before.answer and again.citations == before.citations
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "index"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "1 changed" in done.stdout
+    assert not any(p.name.startswith(".index.tmp-") for p in project.iterdir())
+    assert "warm day" in Index.load(index).documents["bees.md"].text

@@ -316,7 +316,7 @@ class _Plan:
                 "chunks": at["first_chunk"],
                 "sentences": at["first_sentence"],
             },
-            "versions": _versions(),
+            "versions": package_versions(),
         }
         return cls(parts, fresh, manifest, embedder, old, {})
 
@@ -401,9 +401,14 @@ def _entry(part: FreshDocument) -> dict:
     }
 
 
-def _versions() -> dict[str, str]:
+#: The packages whose versions a FAISS index's manifest records.
+FAISS_PACKAGES = ("rag", "sentence-transformers", "faiss-cpu", "torch", "bm25s", "tiktoken")
+
+
+def package_versions(packages: tuple[str, ...] = FAISS_PACKAGES) -> dict[str, str]:
+    """The installed version of each of ``packages`` (those installed), for a manifest."""
     out = {}
-    for pkg in ("rag", "sentence-transformers", "faiss-cpu", "torch", "bm25s", "tiktoken"):
+    for pkg in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
     return out

@@ -35,6 +35,7 @@ from rag.indexing import (
     BuildReport,
     embed_missing,
     fresh_texts,
+    package_versions,
     prepare_document,
     sort_changes,
 )
@@ -59,13 +60,24 @@ from rag.milvus_store import (
 )
 from rag.settings import IndexSettings, utc_now
 from rag.store import document_status, read_manifest, text_digest
-from rag.swap import BM25_FILES, CHUNK_VECTORS, DB, MANIFEST, SENTENCE_VECTORS, writer_lock
+from rag.swap import (
+    BM25_FILES,
+    CHUNK_ANN,
+    CHUNK_VECTORS,
+    DB,
+    MANIFEST,
+    SENTENCE_VECTORS,
+    writer_lock,
+)
 
 #: The files of a FAISS index (``rag.store``), removed when a build moves one to Milvus.
-FAISS_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, *BM25_FILES.values())
+FAISS_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, CHUNK_ANN, *BM25_FILES.values())
 
 if TYPE_CHECKING:
     import numpy as np
+
+#: The packages whose versions a Milvus index's manifest records.
+MILVUS_PACKAGES = ("rag", "sentence-transformers", "pymilvus", "milvus-lite", "torch")
 
 
 def build_milvus_index(
@@ -440,7 +452,7 @@ class _Build:
                 "next_rows": rows,
                 "filter": live_filter(generation, retired),
             },
-            "versions": _versions(),
+            "versions": package_versions(MILVUS_PACKAGES),
         }
 
     def _copy_manifest(self, manifest: dict) -> None:
@@ -520,13 +532,3 @@ def _cap(text: str) -> str:
     """``text`` cut to VARCHAR's byte limit (a chunk's terms never come near it)."""
     data = text.encode("utf-8")
     return text if len(data) <= VARCHAR_MAX else data[:VARCHAR_MAX].decode("utf-8", "ignore")
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("rag", "sentence-transformers", "pymilvus", "milvus-lite", "torch"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -133,3 +135,36 @@ class Embedder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_question(self, question: str) -> np.ndarray:
+        """Embed one question on one torch thread (``one_torch_thread``): the same question
+        always gets the same vector, and no time goes to threads that wait for each other."""
+        with one_torch_thread():
+            return self.encode([question])[0]
+
+
+_THREADS = threading.Lock()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the block's forward passes on one torch thread, then restore the count.
+
+    One question is too small to share between threads. With torch's default (one thread a
+    core), one question embedding took 512 ms instead of 14 ms on our 2 shared cores, and the
+    first forward pass after a build gave a vector ~1e-7 off the later ones (the thread pool
+    splits the work differently), so the same question could get two probabilities. A
+    process that already runs on one thread (``rag serve``) skips the lock.
+    """
+    import torch
+
+    if torch.get_num_threads() == 1:
+        yield
+        return
+    with _THREADS:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)

@@ -12,7 +12,7 @@ from rag.embedding import Embedder
 from rag.errors import BadInputError, EmptyQuestionError
 from rag.inputs import check_k, check_text
 from rag.settings import Choice
-from rag.store import IndexReader, SentenceKey
+from rag.store import Index, IndexReader, SentenceKey, faiss_module
 from rag.terms import terms
 
 __all__ = ["DEFAULT_K", "DEFAULT_MODE", "MODES", "Hit", "Retriever", "RetrievalMode", "terms"]
@@ -81,6 +81,11 @@ class Retriever:
         self.default_idf = index.default_idf
         self.sentence_terms = lru_cache(maxsize=TERM_CACHE)(self._sentence_terms)
         self.chunk_terms = lru_cache(maxsize=TERM_CACHE)(self._chunk_terms)
+        if isinstance(index, Index):
+            # FAISS cuts OpenMP to one thread when first used. Done at the first search, it
+            # moved the vectors of questions embedded after it by ~1e-7 from the first one's,
+            # so the same question could get two probabilities; now every question comes after.
+            faiss_module()
 
     def _sentence_terms(self, key: SentenceKey) -> frozenset[str]:
         """The terms of sentence ``(source, start, end)``."""
@@ -96,7 +101,7 @@ class Retriever:
         return self.index.neighbours(key)
 
     def embed_question(self, question: str) -> np.ndarray:
-        return self.embedder.encode([question])[0]
+        return self.embedder.encode_question(question)
 
     def search(
         self,

@@ -14,7 +14,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,7 +169,10 @@ def run_eval(
 
     calibration, cal_meta = None, None
     git = git_info()
-    with _one_torch_thread():
+    from rag.embedding import one_torch_thread
+
+    # One thread for the whole run: every question skips the switch (and its lock).
+    with one_torch_thread():
         by_run = _ask_all(assistant, runs, questions, threshold=used, progress=progress)
         if calibrate:
             calibration, cal_meta = _calibrate(
@@ -362,20 +364,3 @@ def scorer_summary(assistant: Assistant, recs: list[dict]) -> dict:
         "folds": len(training.get("folds", [])),
         "scored_by": dict(sorted(used.items())),
     }
-
-
-@contextmanager
-def _one_torch_thread():
-    """Embed questions on one torch thread while the eval runs.
-
-    One short question is too small to share between threads: on our 2-core machines, with
-    anything else running, two threads made each question ~5x slower (110 ms vs 24 ms).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -264,7 +264,9 @@ def article_folds(answerable: list[str], unanswerable: list[str], n: int = 4) ->
 # --------------------------------------------------------------------------- models
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> dict:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, *, c: float = 1.0, weight: np.ndarray | None = None
+) -> dict:
     """Logistic regression on standardised columns, exported as plain arrays.
 
     Returns:
@@ -277,7 +279,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> dict:
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=1000, tol=1e-6)
-    model.fit((x - mean) / scale, y.astype(int))
+    model.fit((x - mean) / scale, y.astype(int), sample_weight=weight)
     coef = model.coef_[0] / scale
     intercept = float(model.intercept_[0] - coef @ mean)
     return {"coef": [float(v) for v in coef], "intercept": intercept}
@@ -295,12 +297,12 @@ def sentence_logits(p: Prepared, stage1: dict, recipe: Recipe) -> np.ndarray:
     return logit(stage1, x) - HEADING_LOGIT * heading
 
 
-def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
+def fit_platt(z: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> dict:
     """``p = sigmoid(a * z + b)`` fitted by maximum likelihood (almost no regularisation)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, max_iter=2000, tol=1e-10)
-    model.fit(z.reshape(-1, 1), y.astype(int))
+    model.fit(z.reshape(-1, 1), y.astype(int), sample_weight=weight)
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
@@ -322,6 +324,25 @@ class Recipe:
     margin: float = 3.0
     #: Fixed stage-1 weights (the hand score, for comparison) instead of learned ones.
     fixed_stage1: dict | None = None
+    #: Weight in every fit of a reworded question (``qinfo["reworded"]``, see
+    #: ``mark_reworded``) against 1 for the others.
+    reworded_weight: float = 10.0
+
+
+def mark_reworded(d: Dump) -> Dump:
+    """Mark every question of ``d`` as reworded (it gets ``Recipe.reworded_weight``)."""
+    for q in d.qinfo:
+        q["reworded"] = True
+    return d
+
+
+def is_reworded(p: Prepared) -> np.ndarray:
+    return np.array([bool(q.get("reworded")) for q in p.d.qinfo])
+
+
+def question_weights(p: Prepared, recipe: Recipe) -> np.ndarray:
+    """Each question's weight in the fits: ``recipe.reworded_weight`` for reworded ones."""
+    return np.where(is_reworded(p), recipe.reworded_weight, 1.0)
 
 
 def concat(dumps: list[Dump]) -> Dump:
@@ -351,7 +372,8 @@ def _fit_stage1(p: Prepared, qmask: np.ndarray, recipe: Recipe) -> dict:
     rows = (qmask & answerable)[p.d.q_of]
     x = p.d.x[rows][:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
     y = p.d.gold[rows] & p.d.in_span[rows]
-    return fit_logistic(x, y, c=recipe.c_sentence)
+    weight = question_weights(p, recipe)[p.d.q_of[rows]]
+    return fit_logistic(x, y, c=recipe.c_sentence, weight=weight)
 
 
 def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> dict:
@@ -373,13 +395,15 @@ def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> d
     out = select(p, s1_oof, margin=recipe.margin)
     qcols = _cols(recipe.question_features, QUESTION_FEATURES)
     qx, y = out.qx[:, qcols], out.correct
+    w = question_weights(p, recipe)
     z_oof = np.zeros(p.n)
     for fold in inner_folds:
         test = np.isin(articles, fold)
-        model = fit_logistic(qx[in_a & ~test], y[in_a & ~test], c=recipe.c_question)
+        train = in_a & ~test
+        model = fit_logistic(qx[train], y[train], c=recipe.c_question, weight=w[train])
         z_oof[test] = logit(model, qx[test])
-    stage2 = fit_logistic(qx[in_a], y[in_a], c=recipe.c_question)
-    calibration = fit_platt(z_oof[in_a], y[in_a])
+    stage2 = fit_logistic(qx[in_a], y[in_a], c=recipe.c_question, weight=w[in_a])
+    calibration = fit_platt(z_oof[in_a], y[in_a], w[in_a])
     return {
         "articles": sorted(a for f in inner_folds for a in f),
         "stage1": stage1,

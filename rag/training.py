@@ -30,7 +30,9 @@ from rag.fitting import (
     fit_logistic,
     fit_platt,
     holds_answer,
+    is_reworded,
     logit,
+    mark_reworded,
     platt,
     prepare,
     select,
@@ -59,7 +61,9 @@ __all__ = [
     "fit_logistic",
     "fit_platt",
     "holds_answer",
+    "is_reworded",
     "logit",
+    "mark_reworded",
     "main",
     "platt",
     "prepare",
@@ -83,21 +87,27 @@ class TrainingData:
         unanswerable: question set of ``answers: []`` questions on the same corpus.
         articles: JSON {unanswerable question id: article (file in ``corpus``)}.
         corpus: the documents (one article a file).
+        reworded: optional question set of answerable questions reworded the way people ask
+            (each with its ``source``); they weigh ``Recipe.reworded_weight`` in the fits and
+            are left out of the threshold rule.
     """
 
     answerable: Path = Path("evals/squad-sample/questions.jsonl")
     unanswerable: Path = Path("evals/squad-v2-unanswerable/questions.jsonl")
     articles: Path = Path("evals/squad-v2-unanswerable/articles.json")
     corpus: Path = Path("evals/squad-sample/corpus")
+    reworded: Path | None = None
 
     def files(self, root: Path) -> list[Path]:
         """Every file the recipe reads, relative to ``root``."""
         files = [self.answerable, self.unanswerable, self.articles]
+        files += [self.reworded] if self.reworded else []
         return files + sorted(p.relative_to(root) for p in (root / self.corpus).rglob("*.*"))
 
 
-#: The shipped scorer's training data: the SQuAD sample and its unanswerable questions.
-SQUAD = TrainingData()
+#: The shipped scorer's training data: the SQuAD sample, its unanswerable questions and the
+#: reworded SQuAD questions (evals/scorer/README.md, "Reworded questions in training").
+SQUAD = TrainingData(reworded=Path("evals/squad-paraphrased-dev/questions.jsonl"))
 
 
 def _round(value):
@@ -183,14 +193,22 @@ def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) 
     retriever = Retriever(open_store(index_dir))
     p, folds = _dump_and_fold(root, data, retriever, limit, progress)
     is_answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
+    reworded = is_reworded(p)
     fold_models, prob, right = _out_of_fold(p, folds, recipe)
     full = train_bundle(p, folds, recipe)
 
     fold_of_article = {a: k for k, f in enumerate(folds) for a in f}
     digest, files = data_hash(root, data)
     docs = retriever.index.documents
-    threshold = choose_threshold(prob, right, is_answerable)
-    oof = _oof_summary(prob, right, is_answerable, threshold)
+    # The threshold rule and the summary speak of the SQuAD sample as it is worded.
+    original = ~reworded
+    threshold = choose_threshold(prob[original], right[original], is_answerable[original])
+    oof = _oof_summary(prob[original], right[original], is_answerable[original], threshold)
+    if reworded.any():
+        oof["reworded_answer_correct"] = {
+            "never_abstain": float(right[reworded].mean()),
+            "at_default_threshold": float(np.mean(right[reworded] & (prob[reworded] >= threshold))),
+        }
     return _round(
         {
             "format": WEIGHTS_FORMAT,
@@ -203,6 +221,7 @@ def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) 
             "recipe": {
                 "c_sentence": recipe.c_sentence,
                 "c_question": recipe.c_question,
+                "reworded_weight": recipe.reworded_weight,
                 "candidate_chunks": DEPTH,
                 "limit_per_article": limit,
             },
@@ -215,8 +234,9 @@ def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) 
                     question_key(q["question"]): fold_of_article[q["article"]]
                     for q in sorted(p.d.qinfo, key=lambda q: question_key(q["question"]))
                 },
-                "n_answerable": int(is_answerable.sum()),
+                "n_answerable": int((is_answerable & original).sum()),
                 "n_unanswerable": int((~is_answerable).sum()),
+                "n_reworded": int(reworded.sum()),
             },
             "out_of_fold": oof,
             "model": _strip(full),
@@ -232,13 +252,17 @@ def _dump_and_fold(
     articles = json.loads((root / data.articles).read_text(encoding="utf-8"))
     answerable = load_question_set(root / data.answerable)
     unanswerable = load_question_set(root / data.unanswerable)
+    reworded = load_question_set(root / data.reworded) if data.reworded else []
     if limit is not None:
         answerable = _first_per_article(answerable, lambda q: q.source, limit)
         unanswerable = _first_per_article(unanswerable, lambda q: articles[q.id], limit)
+        reworded = _first_per_article(reworded, lambda q: q.source, limit)
     dumps = [
         dump_questions(retriever, qs, articles=articles, progress=progress)
         for qs in (answerable, unanswerable)
     ]
+    if reworded:
+        dumps.append(mark_reworded(dump_questions(retriever, reworded, progress=progress)))
     p = prepare(concat(dumps))
     folds = article_folds([q.source for q in answerable], [articles[q.id] for q in unanswerable])
     return p, folds

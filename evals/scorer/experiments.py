@@ -22,6 +22,10 @@ from rag.scorer import QUESTION_FEATURES, SENTENCE_FEATURES
 from rag.training import Recipe, apply_bundle, article_folds, concat, train_bundle
 
 
+class O:  # noqa: E742
+    """An outcome stitched together from the fold models' outcomes."""
+
+
 def ans_mask(p):
     return np.array([bool(q["answers"]) for q in p.d.qinfo])
 
@@ -98,9 +102,6 @@ def learned(data, recipe):
         gold_rank[test] = o.gold_rank[test]
         words[test] = o.words[test]
     n_sq = data["squad"].n
-
-    class O:  # noqa: E742
-        pass
 
     def part(sl):
         o = O()

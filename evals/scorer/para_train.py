@@ -1,0 +1,105 @@
+"""Out-of-fold runs with the reworded questions (squad-paraphrased-dev) in the training data.
+
+    .venv/bin/python evals/scorer/dump.py                     # once
+    .venv/bin/python evals/scorer/para_train.py [variant ...]
+
+The 200 reworded questions are rewordings of sample questions, one per paragraph, 12-13 per
+article. Here they join the training data with the SQuAD sample and the unanswerable
+questions, with article-level folds as everywhere: a reworded question is still scored by a
+bundle that never saw its article (nor the original question it rewords, which lives in the
+same article). Variants differ in the weight of a reworded question in every fit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from experiments import O, fmt, save_curves, summarize
+from experiments import load_all as load_sets
+from harness import CACHE, Dump, prepare
+
+from rag.fitting import Recipe, apply_bundle, article_folds, concat, mark_reworded, train_bundle
+from rag.training import choose_threshold
+
+VARIANTS = {f"para-w{w:g}": Recipe(reworded_weight=w) for w in (1, 3, 5, 10, 15, 25)}
+
+
+def _stitch(p, parts):
+    o = O()
+    o.correct = np.zeros(p.n, bool)
+    o.gold_rank = np.zeros(p.n, int)
+    o.words = np.zeros(p.n, int)
+    prob = np.zeros(p.n)
+    for out, pr, m in parts:
+        o.correct[m], o.gold_rank[m], o.words[m], prob[m] = (
+            out.correct[m],
+            out.gold_rank[m],
+            out.words[m],
+            pr[m],
+        )
+    return o, prob
+
+
+def _part(o, prob, sl):
+    out = O()
+    out.correct, out.gold_rank, out.words = o.correct[sl], o.gold_rank[sl], o.words[sl]
+    return out, prob[sl]
+
+
+def learned_with_para(data, recipe):
+    dumps = [Dump.load(CACHE / n) for n in ("squad", "v2")]
+    dumps.append(mark_reworded(Dump.load(CACHE / "para")))
+    train = prepare(concat(dumps))
+    n_sq, n_v2 = len(dumps[0].qinfo), len(dumps[1].qinfo)
+    articles = np.array([q["article"] for q in train.d.qinfo])
+    folds = article_folds(
+        [q["article"] for q in dumps[0].qinfo], [q["article"] for q in dumps[1].qinfo]
+    )
+    parts, bundles = [], []
+    for k, fold in enumerate(folds):
+        b = train_bundle(train, [f for i, f in enumerate(folds) if i != k], recipe)
+        bundles.append((fold, b))
+        out, pr = apply_bundle(train, b, recipe)
+        parts.append((out, pr, np.isin(articles, fold)))
+    o, prob = _stitch(train, parts)
+    sets = {
+        "squad": _part(o, prob, slice(0, n_sq)),
+        "v2": _part(o, prob, slice(n_sq, n_sq + n_v2)),
+        "para": _part(o, prob, slice(n_sq + n_v2, None)),
+    }
+    p = data["squad_on_seed"]
+    arts = np.array([q["article"] for q in p.d.qinfo])
+    sets["squad_on_seed"] = _stitch(
+        p, [(*apply_bundle(p, b, recipe), np.isin(arts, fold)) for fold, b in bundles]
+    )
+    full = train_bundle(train, folds, recipe)
+    for name in ("reworded", "seed"):
+        out, pr = apply_bundle(data[name], full, recipe)
+        sets[name] = (out, pr, np.array([bool(q["answers"]) for q in data[name].d.qinfo]))
+    sets["prob"] = True
+    return sets
+
+
+def default_threshold(sets) -> float:
+    """The shipped rule (rag.training.choose_threshold) on the out-of-fold SQuAD sample."""
+    (sq, sq_p), (_, v2_p) = sets["squad"], sets["v2"]
+    prob = np.concatenate([sq_p, v2_p])
+    right = np.concatenate([sq.correct, np.zeros(len(v2_p), bool)])
+    answerable = np.arange(len(prob)) < len(sq_p)
+    return choose_threshold(prob, right, answerable)
+
+
+def main(names):
+    data = load_sets()
+    rows = []
+    for name in names or list(VARIANTS):
+        sets = learned_with_para(data, VARIANTS[name])
+        for t in (default_threshold(sets), 0.3, 0.4, 0.5, 0.6):
+            rows.append(summarize(name, sets, t))
+        save_curves(name, sets)
+    print(fmt(rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

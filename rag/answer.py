@@ -234,10 +234,10 @@ class Assistant:
 
         scorer = self.scorer
         model = model or scorer.model
-        qv = retriever.embed_question(question)
+        qv, qt = retriever.embed_query(question)
         found = retriever.search(question, k=max(k, RERANK_DEPTH), mode=mode, question_vector=qv)
         head, tail = found[:RERANK_DEPTH], found[RERANK_DEPTH:]
-        cands = sentence_features(retriever, question, qv, head)
+        cands = sentence_features(retriever, question, qv, head, question_tokens=qt)
         logits = model.sentence_logits(cands.x)
         doc_text = retriever.index.documents
         texts = [doc_text[s].text[a:b] for s, a, b in cands.keys]

@@ -142,6 +142,76 @@ class Embedder:
         with one_torch_thread():
             return self.encode([question])[0]
 
+    def encode_query(self, text: str):
+        """The unit vector of ``text`` and its ``late.QuestionTokens``, from one forward pass
+        (the vector is the one ``encode_question(text)`` gives), on one torch thread."""
+        with one_torch_thread():
+            vectors, tokens = self.encode_queries([text])
+        return vectors[0], tokens[0]
+
+    def encode_queries(self, texts: list[str]):
+        """``encode(texts)`` and each text's ``late.QuestionTokens``, from the same passes."""
+        return self._encode_all(texts, [True] * len(texts), question=True)
+
+    def encode_with_tokens(
+        self, texts: list[str], wanted: list[bool], *, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """``encode(texts)`` and, from the same forward passes, the stored token vectors
+        (``late.compress``) of each text whose ``wanted`` is true (None for the others)."""
+        return self._encode_all(texts, wanted, question=False, progress=progress)
+
+    def _encode_all(self, texts, wanted, *, question: bool, progress: bool = False):
+        import numpy as np
+        import torch
+
+        from rag import late
+
+        n = len(texts)
+        out = np.zeros((n, self.dimension), dtype=np.float32)
+        tokens: list = [None] * n
+        # Longest first, as sentence-transformers batches, then in slices: the token vectors
+        # of one slice at a time are held (at most TOKEN_SLICE x window x 384 floats).
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        bar = _progress(n) if progress else None
+        for s in range(0, n, TOKEN_SLICE):
+            idx = order[s : s + TOKEN_SLICE]
+            part = [texts[i] for i in idx]
+            feats = self.model.encode(
+                part,
+                batch_size=self.batch_size,
+                output_value=None,
+                convert_to_numpy=False,
+                show_progress_bar=False,
+            )
+            emb = torch.nn.functional.normalize(
+                torch.stack([f["sentence_embedding"] for f in feats]), p=2, dim=1
+            )
+            out[idx] = emb.cpu().numpy()
+            need = [j for j, i in enumerate(idx) if wanted[i]]
+            if need:
+                enc = _counter(self.name)(
+                    [part[j] for j in need],
+                    truncation=True,
+                    max_length=self.window,
+                    return_offsets_mapping=True,
+                )
+                for e, j in zip(enc.encodings, need, strict=True):
+                    f = feats[j]
+                    pieces = int(f["attention_mask"].sum())
+                    if pieces != len(e.ids):
+                        raise RuntimeError(f"token count differs: {pieces} vs {len(e.ids)}")
+                    tv = f["token_embeddings"][:pieces].float().cpu().numpy()
+                    tokens[idx[j]] = (
+                        late.QuestionTokens.of(tv, e, part[j])
+                        if question
+                        else late.compress(tv, e, part[j])
+                    )
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return np.ascontiguousarray(out), tokens
+
 
 _THREADS = threading.Lock()
 
@@ -150,11 +220,10 @@ _THREADS = threading.Lock()
 def one_torch_thread() -> Iterator[None]:
     """Run the block's forward passes on one torch thread, then restore the count.
 
-    One question is too small to share between threads. With torch's default (one thread a
-    core), one question embedding took 512 ms instead of 14 ms on our 2 shared cores, and the
-    first forward pass after a build gave a vector ~1e-7 off the later ones (the thread pool
-    splits the work differently), so the same question could get two probabilities. A
-    process that already runs on one thread (``rag serve``) skips the lock.
+    One question is too small to share between threads: with torch's default (one thread a
+    core), one question's embedding took 512 ms instead of 14 ms on our 2 shared cores. One
+    thread also keeps a question's vector the same from one call to the next. A process that
+    already runs on one thread (``rag serve``, ``rag eval``) skips the lock.
     """
     import torch
 
@@ -168,3 +237,13 @@ def one_torch_thread() -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(before)
+
+
+#: Texts per ``model.encode`` call when token vectors are kept (see ``_encode_all``).
+TOKEN_SLICE = 512
+
+
+def _progress(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Embedding", unit="text")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag import late
 from rag.retrieval import Hit, Retriever
 from rag.terms import terms
 
@@ -41,7 +42,7 @@ SENTENCE_FEATURES = (
     "log_words",  # log of the sentence's words
     "number",  # the sentence holds a number the question does not
     "name",  # the sentence holds a capitalised name the question does not
-)
+) + late.LI_FEATURES  # token-level MaxSim of the question's words (``rag.late``)
 
 #: Features of a question given its scored candidates (``question_features``).
 QUESTION_FEATURES = (
@@ -68,7 +69,7 @@ QUESTION_FEATURES = (
     "number_miss_chunk",  # a number of the question is absent from the best chunk
     "log_q_names",
     "log_q_numbers",
-)
+) + tuple(f"top_{name}" for name in late.LI_FEATURES)  # ... of the best sentence
 
 _NUMBER_QUESTION = re.compile(
     r"\bhow (many|much|long|old|far|tall|high|large|big|often|fast|wide|deep|heavy)\b"
@@ -162,9 +163,19 @@ class Candidates:
 
 
 def sentence_features(
-    retriever: Retriever, question: str, qv: np.ndarray, hits: list[Hit], *, depth: int = 50
+    retriever: Retriever,
+    question: str,
+    qv: np.ndarray,
+    hits: list[Hit],
+    *,
+    depth: int = 50,
+    question_tokens: late.QuestionTokens | None = None,
 ) -> Candidates:
-    """Features of every sentence of ``hits`` (each sentence once, under its best chunk)."""
+    """Features of every sentence of ``hits`` (each sentence once, under its best chunk).
+
+    ``question_tokens``: the question's token vectors from the forward pass that gave ``qv``
+    (``Retriever.embed_query``); None embeds the question again for them.
+    """
     index = retriever.index
     idf_of = retriever.idf
     default = retriever.default_idf
@@ -189,12 +200,14 @@ def sentence_features(
         x[:, 0] = index.sentence_vectors[rows] @ qv
     empty: frozenset[str] = frozenset()
     log_depth = math.log(depth + 1)
+    sides: list[tuple[SentenceKey | None, SentenceKey | None]] = []
     for i, (key, h) in enumerate(zip(keys, hit_of, strict=True)):
         hit = hits[h]
         text = index.documents[key[0]].text
         sent = text[key[1] : key[2]]
         s_terms = retriever.sentence_terms(key)
         before, after = retriever.neighbours(key)
+        sides.append((before, after))
         p_terms = retriever.sentence_terms(before) if before else empty
         n_terms = retriever.sentence_terms(after) if after else empty
         window = s_terms | p_terms | n_terms
@@ -222,8 +235,28 @@ def sentence_features(
     if n:
         x[:, 1] = x[:, 0] - x[:, 0].max()
         x[:, 4] = x[:, 3] - x[:, 3].max()
+        if question_tokens is None:
+            question_tokens = retriever.embed_query(question)[1]
+        x[:, _LI] = _late_features(index, question_tokens, keys, sides, idf_of, default)
     q = _question_facts(hits, q_terms, weights, q_weight, idf_of, default)
     return Candidates(tuple(hits), tuple(keys), np.asarray(hit_of, dtype=int), x, q)
+
+
+def _late_features(index, qt: late.QuestionTokens, keys, sides, idf_of, default) -> np.ndarray:
+    """``late.LI_FEATURES`` of the candidates ``keys`` (``sides``: their neighbours), one read
+    of the stored token vectors of the candidates and their neighbours."""
+    need = list(dict.fromkeys(keys + [k for pair in sides for k in pair if k]))
+    at = {k: i for i, k in enumerate(need)}
+    pieces = index.sentence_tokens[[_sentence_row(index, k) for k in need]]
+    weights = np.array([max(idf_of.get(t, default) for t in terms(w)) for w in qt.words])
+    return late.features(
+        qt,
+        weights,
+        pieces,
+        np.array([at[k] for k in keys]),
+        np.array([at[b] if b else -1 for b, _ in sides]),
+        np.array([at[a] if a else -1 for _, a in sides]),
+    )
 
 
 def _sentence_row(index, key: SentenceKey) -> int:
@@ -268,6 +301,7 @@ def _question_facts(
 
 _COL = {name: i for i, name in enumerate(SENTENCE_FEATURES)}
 _HEADING = _COL["heading"]
+_LI = slice(_COL[late.LI_FEATURES[0]], _COL[late.LI_FEATURES[-1]] + 1)
 #: Logit a heading line loses (see ``Model.sentence_logits``).
 HEADING_LOGIT = 5.0
 
@@ -313,6 +347,7 @@ def question_row(
             top_when_miss=row[_COL["when_miss"]],
             top_log_rank=row[_COL["log_rank"]],
         )
+        values.update({f"top_{f}": row[_COL[f]] for f in late.LI_FEATURES})
         chunk = next((rows for rows in member_rows if best in rows), [best])
         in_chunk = {w.lower() for i in chunk for w in _TOKEN.findall(texts[i])}
         in_all = {w.lower() for t in texts for w in _TOKEN.findall(t)}
@@ -324,7 +359,7 @@ def question_row(
         )
     else:
         values.update(top=-20.0, second=-30.0, margin=10.0, softmax_top=1.0, top_miss_window=1.0)
-        values.update(top_miss_chunk=1.0, top_log_rank=math.log(51))
+        values.update(top_miss_chunk=1.0, top_log_rank=math.log(51), top_li_low=1.0)
         values.update(name_miss_chunk=float(bool(names)), name_miss_all=float(bool(names)))
         values.update(number_miss_chunk=float(bool(numbers)))
     return np.array([float(values[name]) for name in QUESTION_FEATURES])

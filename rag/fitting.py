@@ -97,10 +97,10 @@ def dump_questions(
     xs, q_of, hit_of, gold, in_span, texts, keys, qinfo = [], [], [], [], [], [], [], []
     for start in range(0, len(questions), batch):
         part = questions[start : start + batch]
-        vectors = retriever.embedder.encode([q.question for q in part])
-        for q, qv in zip(part, vectors, strict=True):
+        vectors, tokens = retriever.embedder.encode_queries([q.question for q in part])
+        for q, qv, qt in zip(part, vectors, tokens, strict=True):
             hits = retriever.search(q.question, k=DEPTH, question_vector=qv)
-            cands = sentence_features(retriever, q.question, qv, hits)
+            cands = sentence_features(retriever, q.question, qv, hits, question_tokens=qt)
             j = len(qinfo)
             answers = list(q.answers) if q.answers is not None else None
             for key, h, row in zip(cands.keys, cands.hit_of, cands.x, strict=True):

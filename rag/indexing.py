@@ -184,7 +184,14 @@ def _update(seeds_dir, index_dir, old, settings, keep_calibration, progress, not
     embedded = plan.embed(progress=progress)
 
     def write(tmp: Path) -> None:
-        write_index(tmp, plan.manifest, plan.parts, old=old, vector_of=plan.vectors.__getitem__)
+        write_index(
+            tmp,
+            plan.manifest,
+            plan.parts,
+            old=old,
+            vector_of=plan.vectors.__getitem__,
+            tokens_of=plan.tokens.__getitem__,
+        )
         old_calibration = index_dir / CALIBRATION
         if keep_calibration and old_calibration.exists():
             shutil.copy2(old_calibration, tmp / CALIBRATION)
@@ -262,7 +269,8 @@ def _previous(
 @dataclass
 class _Plan:
     """What a build writes: in row order, each document fresh (chunked now) or the source of
-    one kept from the previous index; the new manifest; the vectors of the fresh texts."""
+    one kept from the previous index; the new manifest; the vectors of the fresh texts and
+    the token vectors of the fresh sentences (by text hash)."""
 
     parts: list[FreshDocument | str]
     fresh: list[FreshDocument]
@@ -270,6 +278,7 @@ class _Plan:
     embedder: Embedder
     old: Index | None
     vectors: dict[str, np.ndarray]
+    tokens: dict[str, np.ndarray]
 
     @classmethod
     def of(
@@ -318,7 +327,7 @@ class _Plan:
             },
             "versions": package_versions(),
         }
-        return cls(parts, fresh, manifest, embedder, old, {})
+        return cls(parts, fresh, manifest, embedder, old, {}, {})
 
     def embed(self, *, progress: bool) -> list[str]:
         """Find or embed the vector of every fresh text, once each; returns those embedded.
@@ -326,9 +335,16 @@ class _Plan:
         A text some stored vector already has (in any document of the previous index,
         found by its hash) is not embedded again.
         """
-        known = self.old.vector_of if self.old is not None else None
+        old = self.old
         return embed_missing(
-            fresh_texts(self.fresh), self.embedder, self.vectors, known=known, progress=progress
+            fresh_texts(self.fresh),
+            self.embedder,
+            self.vectors,
+            tokens=self.tokens,
+            sentences=sentence_texts(self.fresh),
+            known=old.vector_of if old is not None else None,
+            known_tokens=old.tokens_of if old is not None else None,
+            progress=progress,
         )
 
 
@@ -359,16 +375,25 @@ def fresh_texts(parts: list[FreshDocument]) -> list[str]:
     ]
 
 
+def sentence_texts(parts: list[FreshDocument]) -> set[str]:
+    """The texts of ``parts``' sentences: those a store keeps token vectors of."""
+    return {p.document.text[a:b] for p in parts for a, b in p.sentences}
+
+
 def embed_missing(
     texts: list[str],
     embedder: Embedder,
     vectors: dict[str, np.ndarray],
     *,
+    tokens: dict[str, np.ndarray],
+    sentences: set[str],
     known: Callable[[str], np.ndarray | None] | None = None,
+    known_tokens: Callable[[str], np.ndarray | None] | None = None,
     progress: bool = False,
 ) -> list[str]:
-    """Put the vector of every one of ``texts`` into ``vectors`` (by ``text_hash``): those
-    already there or ``known`` (a stored vector by hash) are not embedded again.
+    """Put the vector of every one of ``texts`` into ``vectors`` and the stored token vectors
+    (``rag.late``) of those in ``sentences`` into ``tokens`` (both by ``text_hash``): what is
+    already there or ``known`` / ``known_tokens`` (stored by hash) is not embedded again.
 
     Returns:
         The texts embedded now, each once, in first-seen order.
@@ -376,16 +401,23 @@ def embed_missing(
     todo = []
     for t in dict.fromkeys(texts):
         h = text_hash(t)
-        if h in vectors:
-            continue
-        v = known(h) if known is not None else None
-        if v is None:
+        if h not in vectors:
+            v = known(h) if known is not None else None
+            if v is not None:
+                vectors[h] = v
+        if t in sentences and h not in tokens:
+            v = known_tokens(h) if known_tokens is not None else None
+            if v is not None:
+                tokens[h] = v
+        if h not in vectors or (t in sentences and h not in tokens):
             todo.append(t)
-        else:
-            vectors[h] = v
     if todo:
-        for t, v in zip(todo, embedder.encode(todo, progress=progress), strict=True):
-            vectors[text_hash(t)] = v
+        wanted = [t in sentences for t in todo]
+        found, stored = embedder.encode_with_tokens(todo, wanted, progress=progress)
+        for t, v, s in zip(todo, found, stored, strict=True):
+            vectors.setdefault(text_hash(t), v)
+            if s is not None:
+                tokens[text_hash(t)] = s
     return todo
 
 

@@ -37,6 +37,7 @@ from rag.indexing import (
     fresh_texts,
     package_versions,
     prepare_document,
+    sentence_texts,
     sort_changes,
 )
 from rag.milvus_store import (
@@ -51,6 +52,7 @@ from rag.milvus_store import (
     StoreSpec,
     connect,
     document_pieces,
+    encode_tokens,
     fsync_replace,
     index_name,
     literals,
@@ -66,12 +68,22 @@ from rag.swap import (
     CHUNK_VECTORS,
     DB,
     MANIFEST,
+    SENTENCE_TOKEN_STARTS,
+    SENTENCE_TOKENS,
     SENTENCE_VECTORS,
     writer_lock,
 )
 
 #: The files of a FAISS index (``rag.store``), removed when a build moves one to Milvus.
-FAISS_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, CHUNK_ANN, *BM25_FILES.values())
+FAISS_FILES = (
+    DB,
+    CHUNK_VECTORS,
+    SENTENCE_VECTORS,
+    SENTENCE_TOKENS,
+    SENTENCE_TOKEN_STARTS,
+    CHUNK_ANN,
+    *BM25_FILES.values(),
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,13 +122,15 @@ def build_milvus_index(
 
 @dataclass
 class _Prepared:
-    """The chunks and sentences of the documents to write, and their vectors by text hash."""
+    """The chunks and sentences of the documents to write, their vectors and the sentences'
+    token vectors by text hash."""
 
     docs: list[Document]
     sentences: dict[str, list[Span]]
     chunks: list[Chunk]
     chunk_terms: list[list[str]]  # aligned with ``chunks``
     vectors: dict[str, np.ndarray]
+    tokens: dict[str, np.ndarray]
     embedded: int
     chunks_embedded: int
 
@@ -152,8 +166,9 @@ class _Build:
         generation = (old.generation if old else self._last_generation()) + 1
         todo = [d for d in docs if full or status[d.source] in ("new", "changed")]
         cache = {} if full else old.vector_cache_for(by["changed"])
+        token_cache = {} if full else old.token_cache_for(by["changed"])
         embedder = Embedder(settings.model)
-        prepared = _prepare(todo, settings, embedder, cache, progress)
+        prepared = _prepare(todo, settings, embedder, (cache, token_cache), progress)
         collections = Collections(f"{self.name}_b{generation}") if full else old.collections
         if full:
             self._create(collections, embedder.dimension)
@@ -313,6 +328,7 @@ class _Build:
         sentences.add_field("start", DataType.INT64)
         sentences.add_field("end", DataType.INT64)
         sentences.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        sentences.add_field("tokens", DataType.VARCHAR, max_length=VARCHAR_MAX)
         documents = schema()
         documents.add_field("piece", DataType.INT64)
         documents.add_field("data", DataType.VARCHAR, max_length=VARCHAR_MAX)
@@ -366,6 +382,7 @@ class _Build:
                         "start": a,
                         "end": b,
                         "vector": prepared.vectors[text_hash(texts[source][a:b])].tolist(),
+                        "tokens": encode_tokens(prepared.tokens[text_hash(texts[source][a:b])]),
                     }
                 )
                 next_sentence += 1
@@ -413,6 +430,8 @@ class _Build:
     def _manifest(
         self, settings, embedder, docs, prepared, old, collections, generation, retired, rows
     ) -> dict:
+        from rag import late
+
         written = {d.source for d in prepared.docs}
         per_doc = Counter(c.source for c in prepared.chunks)
         entries = {}
@@ -444,6 +463,7 @@ class _Build:
                 "chunks": sum(e["chunks"] for e in entries.values()),
                 "sentences": sum(e["sentences"] for e in entries.values()),
             },
+            "tokens": {"dimension": late.dimension(), "projection": late.projection_digest()},
             "milvus": {
                 "format_version": MILVUS_FORMAT_VERSION,
                 "collections": collections.prefix,
@@ -508,14 +528,22 @@ def _prepare(
     docs: list[Document],
     settings: IndexSettings,
     embedder: Embedder,
-    cache: dict,
+    cache: tuple[dict, dict],
     progress: bool,
 ) -> _Prepared:
     """Chunk and embed ``docs`` as the FAISS store does (``rag.indexing.prepare_document``,
-    ``embed_missing``); ``cache``: vectors by text hash that need no embedding."""
+    ``embed_missing``); ``cache``: vectors and sentence token vectors by text hash that need
+    no embedding."""
     parts = [prepare_document(doc, settings, embedder) for doc in docs]
-    vectors = dict(cache)
-    todo = embed_missing(fresh_texts(parts), embedder, vectors, progress=progress)
+    vectors, tokens = dict(cache[0]), dict(cache[1])
+    todo = embed_missing(
+        fresh_texts(parts),
+        embedder,
+        vectors,
+        tokens=tokens,
+        sentences=sentence_texts(parts),
+        progress=progress,
+    )
     chunk_set = {c.text for p in parts for c in p.chunks}
     return _Prepared(
         docs,
@@ -523,6 +551,7 @@ def _prepare(
         [c for p in parts for c in p.chunks],
         [t for p in parts for t in p.chunk_terms],
         vectors,
+        tokens,
         len(todo),
         sum(1 for t in todo if t in chunk_set),
     )

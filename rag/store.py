@@ -1,4 +1,4 @@
-"""The on-disk index (format 3): a manifest, an SQLite file of texts and rows, memory-mapped
+"""The on-disk index (format 4): a manifest, an SQLite file of texts and rows, memory-mapped
 vectors and a persisted BM25 index. Loading reads only what does not grow with the corpus.
 
 Layout of an index folder (no pickle anywhere)::
@@ -13,6 +13,10 @@ Layout of an index folder (no pickle anywhere)::
                        BM25 terms, text hash)
     chunks.npy         float32 unit vectors, row i = chunk row i (memory-mapped on load)
     sentences.npy      float32 unit vectors, row i = sentence row i (document order)
+    sentence_tokens.npy        int8 token vectors of the sentences' content words, projected
+                               (``rag.late``), all sentences' pieces end to end
+    sentence_token_starts.npy  int64, sentences + 1: sentence row i's pieces are rows
+                               starts[i]..starts[i+1] of sentence_tokens.npy
     bm25.*             the bm25s index of the chunks' stored terms (bm25s ``save``; its
                        arrays memory-mapped on first use)
     calibration.json   optional: the abstention threshold chosen by ``rag eval --calibrate``
@@ -59,6 +63,8 @@ from rag.swap import (
     CHUNK_VECTORS,
     DB,
     MANIFEST,
+    SENTENCE_TOKEN_STARTS,
+    SENTENCE_TOKENS,
     SENTENCE_VECTORS,
     recover_for_reader,
 )
@@ -93,6 +99,8 @@ class IndexReader(Protocol):
         chunks: row -> ``Chunk``; ``len()`` is the number of chunks.
         chunk_vectors, sentence_vectors: ``vectors[row]`` or ``vectors[rows]`` -> float32
             unit vector(s).
+        sentence_tokens: ``tokens[rows]`` -> for each sentence row, its stored token vectors
+            as float32 (pieces x ``rag.late.dimension()``; ``rag.late``).
         default_idf: the IDF of a term no chunk holds.
     """
 
@@ -103,6 +111,7 @@ class IndexReader(Protocol):
     chunks: Sequence[Chunk]
     chunk_vectors: object
     sentence_vectors: object
+    sentence_tokens: object
     default_idf: float
 
     def dense_search(self, qv: np.ndarray, depth: int) -> list[tuple[int, float]]:
@@ -214,10 +223,20 @@ class Index:
         chunks: row -> ``Chunk``, read (and checked) on access; ``len`` is free.
         chunk_vectors, sentence_vectors: the memory-mapped unit vectors; indexing them
             returns arrays and checks the rows read are unit vectors.
+        sentence_tokens: the memory-mapped token vectors of the sentences (``rag.late``);
+            ``sentence_tokens[rows]`` returns each row's as float32.
     """
 
     def __init__(
-        self, path: Path, manifest: dict, settings: IndexSettings, db, vectors, bm25, ann=None
+        self,
+        path: Path,
+        manifest: dict,
+        settings: IndexSettings,
+        db,
+        vectors,
+        bm25,
+        tokens,
+        ann=None,
     ) -> None:
         self.path, self.manifest, self.settings = path, manifest, settings
         self._db = db
@@ -231,6 +250,7 @@ class Index:
         self._chunk_owner = [s for s, _ in order]
         self.chunk_vectors = _UnitRows(vectors[0], self, "chunk")
         self.sentence_vectors = _UnitRows(vectors[1], self, "sentence")
+        self.sentence_tokens = _TokenRows(*tokens, self)
         self._bm25 = bm25
         self._ann = ann
         self._docs = _LRU(DOCUMENT_CACHE)
@@ -277,6 +297,7 @@ class Index:
                 if v.dtype != np.float32 or v.shape != (n, dim):
                     raise IndexDamagedError(path, f"{name} does not match the manifest")
                 vectors.append(v)
+            tokens = _load_tokens(path, manifest)
             bm25 = None
             if counts["chunks"]:
                 if _bm25_size(path) != counts["chunks"]:
@@ -293,7 +314,7 @@ class Index:
             if db is not None:
                 db.close()
             raise IndexDamagedError(path, f"{type(e).__name__}: {e}") from None
-        return cls(path, manifest, settings, db, vectors, bm25, ann)
+        return cls(path, manifest, settings, db, vectors, bm25, tokens, ann)
 
     # ------------------------------------------------------------------ reads, checked
 
@@ -499,6 +520,11 @@ class Index:
                 return vectors[rows[0][0]]
         return None
 
+    def tokens_of(self, h: str) -> np.ndarray | None:
+        """The stored (int8) token vectors of a sentence whose text has hash ``h``."""
+        rows = self._query("SELECT row FROM sentences WHERE hash = ? LIMIT 1", (h,))
+        return self.sentence_tokens.stored(rows[0][0]) if rows else None
+
     def vector_cache_for(self, sources) -> dict[str, np.ndarray]:
         """Every stored vector of the documents ``sources`` by the hash of its text."""
         cache = {}
@@ -602,6 +628,65 @@ class _Chunks(Sequence):
         if not 0 <= row < n:
             raise IndexError(f"chunk row {row} out of range")
         return self._index._chunk(int(row))
+
+
+class _TokenRows:
+    """The sentences' stored token vectors (``rag.late``), memory-mapped; each read checks
+    the rows' piece ranges."""
+
+    def __init__(self, raw, starts, index: Index) -> None:
+        self.raw, self.starts, self._index = raw, starts, index
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def span(self, row: int) -> tuple[int, int]:
+        a, b = int(self.starts[row]), int(self.starts[row + 1])
+        if not 0 <= a <= b <= len(self.raw):
+            raise self._index.damaged(f"{SENTENCE_TOKEN_STARTS}: row {row} out of range")
+        return a, b
+
+    def stored(self, row: int) -> np.ndarray:
+        """Row ``row``'s pieces as stored (int8)."""
+        a, b = self.span(int(row))
+        return self.raw[a:b]
+
+    def __getitem__(self, rows) -> list[np.ndarray]:
+        from rag.late import expand
+
+        rows = [int(r) for r in rows]
+        if rows and not (0 <= min(rows) and max(rows) < len(self)):
+            raise IndexError("sentence row out of range")
+        return [expand(self.stored(r)) for r in rows]
+
+
+def _load_tokens(path: Path, manifest: dict):
+    """The memory-mapped token vectors and piece starts, checked against the manifest and
+    the projection this rag uses (O(1): the starts are checked when read)."""
+    import numpy as np
+
+    from rag import late
+
+    info = manifest.get("tokens") or {}
+    if info.get("projection") != late.projection_digest():
+        raise IndexMismatchError(
+            f"{path}/ stores token vectors of another projection than this rag's: "
+            "run `rag index --rebuild`"
+        )
+    tokens = np.load(path / SENTENCE_TOKENS, mmap_mode="r", allow_pickle=False)
+    starts = np.load(path / SENTENCE_TOKEN_STARTS, mmap_mode="r", allow_pickle=False)
+    n = manifest["counts"]["sentences"]
+    if (
+        tokens.dtype != np.int8
+        or tokens.ndim != 2
+        or tokens.shape[1] != late.dimension()
+        or starts.dtype != np.int64
+        or starts.shape != (n + 1,)
+        or int(starts[0]) != 0
+        or int(starts[-1]) != len(tokens)
+    ):
+        raise IndexDamagedError(path, f"{SENTENCE_TOKENS} does not match the manifest")
+    return tokens, starts
 
 
 def _load_ann(folder: Path, n: int, dim: int):
@@ -821,6 +906,7 @@ def write_index(
     *,
     old: Index | None,
     vector_of,
+    tokens_of,
 ) -> None:
     """Write a complete index folder into ``tmp`` (manifest last).
 
@@ -830,6 +916,8 @@ def write_index(
         parts: in row order, a ``FreshDocument`` or the source of a document of ``old`` to
             keep as it is: its rows, terms and vectors are copied, nothing is re-derived.
         vector_of: the vector of a fresh text by its ``chunking.text_hash``.
+        tokens_of: the stored token vectors (``rag.late.compress``) of a fresh sentence by
+            the hash of its text.
     """
     import numpy as np
     from numpy.lib.format import open_memmap
@@ -846,6 +934,7 @@ def write_index(
             tmp / SENTENCE_VECTORS, mode="w+", dtype=np.float32, shape=(counts["sentences"], dim)
         ),
     }
+    tokens = _token_files(tmp, manifest, parts, old, tokens_of)
     db = sqlite3.connect((tmp / DB).resolve().as_uri(), uri=True)
     try:
         db.executescript(_SCHEMA)
@@ -854,9 +943,11 @@ def write_index(
             db.execute("ATTACH DATABASE ? AS old", (old_uri,))
         for part in parts:
             if isinstance(part, str):
-                _copy_rows(db, old, part, entries[part], vectors)
+                _copy_rows(db, old, part, entries[part], vectors, tokens)
             else:
-                _insert_rows(db, part, entries[part.document.source], vectors, vector_of, text_hash)
+                entry = entries[part.document.source]
+                _insert_rows(db, part, entry, vectors, vector_of, text_hash)
+                _insert_tokens(part, entry, tokens, tokens_of, text_hash)
         db.executescript(_INDEXES)
         db.commit()
         terms = [t.split() for (t,) in db.execute("SELECT terms FROM chunks ORDER BY row")]
@@ -864,9 +955,9 @@ def write_index(
             db.execute("DETACH DATABASE old")
     finally:
         db.close()
-    for v in vectors.values():
+    for v in (*vectors.values(), *tokens):
         v.flush()
-    del vectors
+    del vectors, tokens
     _write_ann(tmp, counts["chunks"])
     if terms:
         import bm25s
@@ -893,10 +984,57 @@ def _write_ann(tmp: Path, n: int) -> None:
     faiss_module().write_index(index, str(tmp / CHUNK_ANN))
 
 
-def _copy_rows(db, old: Index, source: str, entry: dict, vectors: dict) -> None:
+def _token_files(tmp: Path, manifest: dict, parts, old: Index | None, tokens_of):
+    """The two token files of ``tmp``, opened for writing (the stored pieces, their starts):
+    every sentence's piece count is known before anything is written."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    from rag import late
+    from rag.chunking import text_hash
+
+    entries = manifest["documents"]
+    counts = np.zeros(manifest["counts"]["sentences"], dtype=np.int64)
+    for part in parts:
+        if isinstance(part, str):
+            e, was = entries[part], old.manifest["documents"][part]
+            st = old.sentence_tokens.starts
+            first = was["first_sentence"]
+            counts[e["first_sentence"] : e["first_sentence"] + e["sentences"]] = np.diff(
+                st[first : first + was["sentences"] + 1]
+            )
+        else:
+            d, s0 = part.document, entries[part.document.source]["first_sentence"]
+            for i, (a, b) in enumerate(part.sentences):
+                counts[s0 + i] = len(tokens_of(text_hash(d.text[a:b])))
+    starts = open_memmap(
+        tmp / SENTENCE_TOKEN_STARTS, mode="w+", dtype=np.int64, shape=(len(counts) + 1,)
+    )
+    starts[0] = 0
+    np.cumsum(counts, out=starts[1:])
+    pieces = open_memmap(
+        tmp / SENTENCE_TOKENS, mode="w+", dtype=np.int8, shape=(int(starts[-1]), late.dimension())
+    )
+    manifest["tokens"] = {"dimension": late.dimension(), "projection": late.projection_digest()}
+    return pieces, starts
+
+
+def _insert_tokens(part, entry: dict, tokens, tokens_of, text_hash) -> None:
+    pieces, starts = tokens
+    d, s0 = part.document, entry["first_sentence"]
+    for i, (a, b) in enumerate(part.sentences):
+        pieces[starts[s0 + i] : starts[s0 + i + 1]] = tokens_of(text_hash(d.text[a:b]))
+
+
+def _copy_rows(db, old: Index, source: str, entry: dict, vectors: dict, tokens) -> None:
     """Copy a document of ``old`` whole: its row, its sentence and chunk rows (renumbered)
-    and their vectors."""
+    and their vectors and token vectors."""
     was = old.manifest["documents"][source]
+    if was["sentences"]:
+        a = old.sentence_tokens.span(was["first_sentence"])[0]
+        b = old.sentence_tokens.span(was["first_sentence"] + was["sentences"] - 1)[1]
+        start = int(tokens[1][entry["first_sentence"]])
+        tokens[0][start : start + b - a] = old.sentence_tokens.raw[a:b]
     db.execute("INSERT INTO documents SELECT * FROM old.documents WHERE source = ?", (source,))
     for table, first, n in (
         ("sentences", "first_sentence", "sentences"),

@@ -29,6 +29,10 @@ MANIFEST = "manifest.json"
 DB = "index.sqlite"
 CHUNK_VECTORS = "chunks.npy"
 SENTENCE_VECTORS = "sentences.npy"
+#: The sentences' stored token vectors (``rag.late``: int8, pieces x dimension) and where each
+#: sentence's pieces start (int64, sentences + 1).
+SENTENCE_TOKENS = "sentence_tokens.npy"
+SENTENCE_TOKEN_STARTS = "sentence_token_starts.npy"
 #: The approximate (IVF-Flat) search index of the chunk vectors, written from
 #: ``rag.ann.ANN_THRESHOLD`` chunks on (absent below: search is exact over chunks.npy).
 CHUNK_ANN = "chunks.ivf"
@@ -41,7 +45,14 @@ BM25_FILES = {
     "params_name": "bm25.params.json",
 }
 #: The files every index folder holds (``calibration.json`` and the BM25 files are optional).
-INDEX_FILES = (DB, CHUNK_VECTORS, SENTENCE_VECTORS, MANIFEST)
+INDEX_FILES = (
+    DB,
+    CHUNK_VECTORS,
+    SENTENCE_VECTORS,
+    SENTENCE_TOKENS,
+    SENTENCE_TOKEN_STARTS,
+    MANIFEST,
+)
 #: How long a reader that finds the index mid-swap waits for the writer to finish it.
 READER_WAIT_SECONDS = 30.0
 

@@ -68,6 +68,11 @@ def test_a_change_rechunks_only_the_changed_document_and_reuses_the_rest(seeds_c
         for i in range(len(before.chunks))
         if before.chunks[i].source != "bees.md"
     }
+    kept_tokens = {
+        k: before.sentence_tokens.stored(before.sentence_row(k)).copy()
+        for k in before.sentence_keys()
+        if k[0] != "bees.md"
+    }
 
     (seeds_copy / "bees.md").write_text("# Honey bees\n\nThe queen bee can lay 9,999 eggs a day.\n")
     report = build_index(seeds_copy, index)
@@ -87,6 +92,12 @@ def test_a_change_rechunks_only_the_changed_document_and_reuses_the_rest(seeds_c
     assert a == b
     documents = [json.loads((i / "manifest.json").read_text())["documents"] for i in (index, fresh)]
     assert documents[0] == documents[1]
+    # The kept documents' token vectors are copied, and the whole file is a fresh build's.
+    for key, stored in kept_tokens.items():
+        assert np.array_equal(after.sentence_tokens.stored(after.sentence_row(key)), stored)
+    new = Index.load(fresh)
+    assert np.array_equal(new.sentence_tokens.starts, after.sentence_tokens.starts)
+    assert np.array_equal(new.sentence_tokens.raw, after.sentence_tokens.raw)
 
 
 def test_a_file_of_unchanged_size_and_mtime_is_not_read_again(seeds_copy, tmp_path):
@@ -105,7 +116,13 @@ def test_a_file_of_unchanged_size_and_mtime_is_not_read_again(seeds_copy, tmp_pa
 def test_plain_index_rebuilds_an_index_of_an_older_format(seeds_copy, tmp_path):
     index = tmp_path / "index"
     build_index(seeds_copy, index)
-    for name in ("index.sqlite", "chunks.npy", "sentences.npy"):
+    for name in (
+        "index.sqlite",
+        "chunks.npy",
+        "sentences.npy",
+        "sentence_tokens.npy",
+        "sentence_token_starts.npy",
+    ):
         (index / name).unlink()  # as a format-2 folder holds none of these
     (index / "documents.jsonl").write_text("{}\n")
     m = json.loads((index / "manifest.json").read_text())

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CORPUS, ROOT
 
@@ -148,6 +149,9 @@ def test_sentence_rows_neighbours_and_idf(milvus_index, built_index):
         same = milvus_index.sentence_vectors[row] @ faiss.sentence_vectors[faiss.sentence_row(key)]
         assert float(same) > 0.9999
         assert milvus_index.neighbours(key) == faiss.neighbours(key)
+        # the same stored token vectors (rag.late), to the last bit
+        faiss_tokens = faiss.sentence_tokens[[faiss.sentence_row(key)]][0]
+        assert np.array_equal(milvus_index.sentence_tokens[[row]][0], faiss_tokens)
     assert milvus_index.sentence_row(("bees.md", 0, 1)) is None
     assert milvus_index.sentence_row(("nothing.txt", 0, 5)) is None
 
@@ -168,6 +172,20 @@ def test_same_rankings_as_the_faiss_store(milvus_index, built_index, embedder):
         faiss_bm25 = retriever.search(q, k=1, mode="bm25")
         milvus_bm25 = milvus_index.bm25_search(terms(q), 5)
         assert milvus_index.chunks[milvus_bm25[0][0]].id == faiss_bm25[0].chunk.id, q
+
+
+def test_same_scorer_features_as_the_faiss_store(milvus_index, built_index, embedder):
+    from rag.features import sentence_features
+
+    stores = (Retriever(Index.load(built_index[1]), embedder), Retriever(milvus_index, embedder))
+    for q in (QUESTION, "How many eggs can a queen lay?", "What causes the tides?"):
+        qv, qt = embedder.encode_query(q)
+        got = []
+        for r in stores:
+            hits = r.search(q, k=5, mode="dense", question_vector=qv)
+            got.append(sentence_features(r, q, qv, hits, question_tokens=qt))
+        assert got[0].keys == got[1].keys, q
+        assert np.allclose(got[0].x, got[1].x, atol=1e-6), q
 
 
 def test_an_unchanged_rebuild_writes_nothing(milvus_built, milvus_home, monkeypatch):

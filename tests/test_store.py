@@ -61,6 +61,11 @@ def test_missing_index_and_other_model_are_clear_errors(built_index, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IndexMismatchError, match="rag index --rebuild"):
         Index.load(copy)
+    m["format_version"] = FORMAT_VERSION
+    m["tokens"]["projection"] = "0" * 64  # token vectors of another projection
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexMismatchError, match="another projection.*rag index --rebuild"):
+        Index.load(copy)
 
 
 def _sql(*statements: str):
@@ -96,6 +101,11 @@ def _scale_first_row(v):
     return v
 
 
+def _token_start_past_end(v):
+    v[1] = v[-1] + 5
+    return v
+
+
 def _first_entry(key: str, delta: int):
     def change(m):
         first = min(m["documents"].values(), key=lambda e: e["first_chunk"])
@@ -126,6 +136,10 @@ LOAD_TAMPERS = {
     "vectors cut short": _vectors("sentences.npy", lambda v: v[:-1]),
     "vectors of another type": _vectors("chunks.npy", lambda v: v.astype(np.float64)),
     "BM25 missing": lambda index: (index / "bm25.data.npy").unlink(),
+    "token starts cut short": _vectors("sentence_token_starts.npy", lambda v: v[:-1]),
+    "token pieces cut short": _vectors("sentence_tokens.npy", lambda v: v[:-1]),
+    "token vectors of another type": _vectors("sentence_tokens.npy", lambda v: v.astype(float)),
+    "token vectors missing": lambda index: (index / "sentence_tokens.npy").unlink(),
 }
 #: Damage found when the damaged part is read (a document, a chunk row, a vector).
 READ_TAMPERS = {
@@ -150,6 +164,7 @@ READ_TAMPERS = {
     "location map": _sql('UPDATE documents SET locations = \'[[5, "a"], [1, "b"]]\''),
     "non-unit vector": _vectors("chunks.npy", _scale_first_row),
     "non-unit sentence vector": _vectors("sentences.npy", _scale_first_row),
+    "token starts out of order": _vectors("sentence_token_starts.npy", _token_start_past_end),
 }
 
 
@@ -160,6 +175,7 @@ def _read_everything(index: Index) -> None:
     for row in range(len(index.chunks)):
         _ = index.chunks[row]
     _ = index.chunk_vectors[:], index.sentence_vectors[:]
+    _ = index.sentence_tokens[range(len(index.sentence_vectors))]
 
 
 def test_an_untouched_index_of_nested_folders_passes_the_checks(tmp_path):

@@ -326,7 +326,7 @@ class Recipe:
     fixed_stage1: dict | None = None
     #: Weight in every fit of a reworded question (``qinfo["reworded"]``, see
     #: ``mark_reworded``) against 1 for the others.
-    reworded_weight: float = 10.0
+    reworded_weight: float = 5.0
 
 
 def mark_reworded(d: Dump) -> Dump:

@@ -73,7 +73,10 @@ def test_a_sentence_in_two_different_files_is_shown_once(tmp_path):
     (seeds / "a.txt").write_text(f"Notes on fruit.\n{fact} It grows on Quell.\n")
     (seeds / "b.txt").write_text(f"Market report.\n{fact} Traders pay well for it.\n")
     build_index(seeds, tmp_path / "index")
-    answer = Assistant(tmp_path / "index").ask("What colour is a ripe Zorblax fruit?")
+    # What is tested is the de-duplication, not the abstention: threshold 0 always answers
+    # (the default 0.40 abstains here, probability 0.31: a two-line corpus is far from the
+    # mix the probability was calibrated on).
+    answer = Assistant(tmp_path / "index").ask("What colour is a ripe Zorblax fruit?", threshold=0)
     assert not answer.abstained
     assert answer.answer.count("violet") == 1, answer.answer
 

@@ -315,13 +315,31 @@ def cmd_index(args) -> int:
 
 
 def _watch(seeds: Path, index: Path) -> None:
-    """``rag index --watch``: a line per sync until Ctrl+C."""
+    """``rag index --watch``: a line per sync until Ctrl+C.
+
+    The first Ctrl+C asks the watcher to stop: a sync in progress finishes, then the watch
+    ends through its stop event. Raised as KeyboardInterrupt inside watchfiles' loop
+    instead, it sometimes left the process hanging on a loaded machine without a word
+    (tests/test_watch.py). A second Ctrl+C interrupts at once; a build is atomic, so the
+    index stays intact either way.
+    """
+    import signal
+
     sync = IndexSync(seeds, index, warn=_warn)  # in the store the index names now
+    watcher = FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True))
+
+    def stop(signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        watcher.stop()
+
+    previous = signal.signal(signal.SIGINT, stop)
     print(f"watching {printable(str(seeds))}/ for changes (Ctrl+C to stop)", flush=True)
     try:
-        FolderWatcher(sync, on_sync=lambda r: print(printable(r.line()), flush=True)).run()
-    except KeyboardInterrupt:  # Ctrl+C in a build: the build is atomic, the index intact
+        watcher.run()
+    except KeyboardInterrupt:  # the second Ctrl+C
         pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print("stopped watching", flush=True)
 
 

@@ -544,20 +544,28 @@ class _Vectors:
 
         single = isinstance(rows, int | np.integer)
         wanted = [int(rows)] if single else [int(r) for r in rows]
-        found: dict[int, list[float]] = {}
-        for i in range(0, len(wanted), READ_BATCH):
-            part = wanted[i : i + READ_BATCH]
-            got = self._index.client.query(
-                self._collection,
-                filter=f"row in {part} and {self._index.filter}",
-                output_fields=["row", "vector"],
-            )
-            found.update({int(r["row"]): r["vector"] for r in got})
-        missing = [r for r in wanted if r not in found]
-        if missing:
-            raise IndexError(f"no vector at row {missing[0]}")
-        out = np.asarray([found[r] for r in wanted], dtype=np.float32)
+        got = read_rows(self._index, self._collection, "vector", wanted, "vector at row")
+        out = np.asarray(got, dtype=np.float32)
         return out[0] if single else out
+
+
+def read_rows(index: MilvusIndex, collection: str, field: str, rows: list[int], what: str):
+    """``field`` of each of ``rows`` (in that order), read in batches of ``READ_BATCH``.
+
+    Raises:
+        IndexError: a row is not there ("no {what} {row}").
+    """
+    found: dict[int, object] = {}
+    for i in range(0, len(rows), READ_BATCH):
+        part = rows[i : i + READ_BATCH]
+        got = index.client.query(
+            collection, filter=f"row in {part} and {index.filter}", output_fields=["row", field]
+        )
+        found.update({int(r["row"]): r[field] for r in got})
+    missing = [r for r in rows if r not in found]
+    if missing:
+        raise IndexError(f"no {what} {missing[0]}")
+    return [found[r] for r in rows]
 
 
 def encode_tokens(stored: np.ndarray) -> str:
@@ -587,21 +595,15 @@ class _Tokens:
     def __getitem__(self, rows) -> list[np.ndarray]:
         from rag import late
 
-        wanted = [int(r) for r in rows]
-        found: dict[int, str] = {}
-        for i in range(0, len(wanted), READ_BATCH):
-            part = wanted[i : i + READ_BATCH]
-            got = self._index.client.query(
-                self._index.collections.sentences,
-                filter=f"row in {part} and {self._index.filter}",
-                output_fields=["row", "tokens"],
-            )
-            found.update({int(r["row"]): r["tokens"] for r in got})
-        missing = [r for r in wanted if r not in found]
-        if missing:
-            raise IndexError(f"no token vectors at sentence row {missing[0]}")
+        fields = read_rows(
+            self._index,
+            self._index.collections.sentences,
+            "tokens",
+            [int(r) for r in rows],
+            "token vectors at sentence row",
+        )
         try:
-            return [late.expand(decode_tokens(found[r])) for r in wanted]
+            return [late.expand(decode_tokens(f)) for f in fields]
         except ValueError as e:
             raise IndexDamagedError(self._index.path, f"sentence token vectors: {e}") from None
 

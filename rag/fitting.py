@@ -90,9 +90,16 @@ def dump_questions(
     articles: dict[str, str] | None = None,
     batch: int = 64,
     progress=None,
+    without_gold: bool = False,
 ) -> Dump:
     """Retrieve (hybrid, ``DEPTH`` chunks) and compute the candidate features of every
-    question. ``articles``: question id -> article for questions without a ``source``."""
+    question. ``articles``: question id -> article for questions without a ``source``.
+
+    ``without_gold``: ask each question as if its gold paragraph were not in the index (the
+    chunks overlapping its span are dropped from the hits, the others' ranks close up), which
+    turns an answerable question into an on-topic one the documents no longer answer. Every
+    question is marked ``no_gold`` (see ``Recipe.no_gold_weight``).
+    """
     index = retriever.index
     xs, q_of, hit_of, gold, in_span, texts, keys, qinfo = [], [], [], [], [], [], [], []
     for start in range(0, len(questions), batch):
@@ -100,6 +107,8 @@ def dump_questions(
         vectors, tokens = retriever.embedder.encode_queries([q.question for q in part])
         for q, qv, qt in zip(part, vectors, tokens, strict=True):
             hits = retriever.search(q.question, k=DEPTH, question_vector=qv)
+            if without_gold:
+                hits = _without_gold(hits, q)
             cands = sentence_features(retriever, q.question, qv, hits, question_tokens=qt)
             j = len(qinfo)
             answers = list(q.answers) if q.answers is not None else None
@@ -126,6 +135,7 @@ def dump_questions(
                     "article": q.source or (articles or {}).get(q.id),
                     "q": cands.q,
                     "hits": [[h.chunk.source, h.chunk.start, h.chunk.end] for h in hits],
+                    **({"no_gold": True} if without_gold else {}),
                 }
             )
         if progress:
@@ -141,6 +151,35 @@ def dump_questions(
         keys=keys,
         qinfo=qinfo,
     )
+
+
+def _without_gold(hits: list, q: Question) -> list:
+    """``hits`` without the chunks that overlap ``q``'s gold span, ranks renumbered as if
+    those chunks were not in the index."""
+    from dataclasses import replace
+
+    def is_gold(h) -> bool:
+        c = h.chunk
+        return c.source == q.source and (
+            q.span is None or (c.start < q.span[1] and q.span[0] < c.end)
+        )
+
+    gone = [h for h in hits if is_gold(h)]
+
+    def closed(rank: int | None, attr: str) -> int | None:
+        if rank is None:
+            return None
+        return rank - sum(1 for g in gone if (r := getattr(g, attr)) is not None and r < rank)
+
+    return [
+        replace(
+            h,
+            rank=n,
+            dense_rank=closed(h.dense_rank, "dense_rank"),
+            bm25_rank=closed(h.bm25_rank, "bm25_rank"),
+        )
+        for n, h in enumerate((h for h in hits if not is_gold(h)), start=1)
+    ]
 
 
 # --------------------------------------------------------------------------- selection
@@ -285,6 +324,54 @@ def fit_logistic(
     return {"coef": [float(v) for v in coef], "intercept": intercept}
 
 
+def fit_listwise(
+    x: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray,
+    *,
+    c: float = 1.0,
+    weight: np.ndarray | None = None,
+) -> dict:
+    """A linear score trained listwise (a conditional logit): for each group (one question's
+    candidates) that holds a positive, minus the log of the softmax share of its positives,
+    summed with ``weight`` (per row, constant within a group), plus ``||coef||^2 / (2c)`` on
+    standardised columns (``C`` as in sklearn). Rows of a group must be contiguous.
+
+    Returns:
+        ``{"coef": [...], "intercept": b}`` on the raw columns, as ``fit_logistic`` gives
+        them; ``b`` only undoes the standardisation (a softmax ignores a constant).
+    """
+    from scipy.optimize import minimize
+
+    def bounds(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        first = np.r_[True, g[1:] != g[:-1]]
+        return np.flatnonzero(first), np.cumsum(first) - 1
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    starts, gid = bounds(group)
+    keep = (np.add.reduceat(y.astype(float), starts) > 0)[gid]
+    xs, pos, group = (x[keep] - mean) / scale, y[keep].astype(float), group[keep]
+    w_row = np.ones(len(pos)) if weight is None else np.asarray(weight, dtype=float)[keep]
+    starts, gid = bounds(group)
+    w_group = w_row[starts]
+
+    def loss(coef: np.ndarray) -> tuple[float, np.ndarray]:
+        s = xs @ coef
+        e = np.exp(s - np.maximum.reduceat(s, starts)[gid])
+        z_all = np.add.reduceat(e, starts)
+        z_pos = np.add.reduceat(e * pos, starts)
+        value = np.sum(w_group * (np.log(z_all) - np.log(z_pos))) + coef @ coef / (2 * c)
+        share = e / z_all[gid] - e * pos / z_pos[gid]
+        return value, xs.T @ (w_group[gid] * share) + coef / c
+
+    options = {"maxiter": 2000, "gtol": 1e-8}
+    res = minimize(loss, np.zeros(xs.shape[1]), jac=True, method="L-BFGS-B", options=options)
+    coef = res.x / scale
+    return {"coef": [float(v) for v in coef], "intercept": float(-coef @ mean)}
+
+
 def logit(model: dict, x: np.ndarray) -> np.ndarray:
     return x @ np.asarray(model["coef"]) + model["intercept"]
 
@@ -327,6 +414,17 @@ class Recipe:
     #: Weight in every fit of a reworded question (``qinfo["reworded"]``, see
     #: ``mark_reworded``) against 1 for the others.
     reworded_weight: float = 5.0
+    #: Stage 1's loss: "pointwise" (logistic regression per sentence) or "listwise"
+    #: (softmax over each question's candidates, ``fit_listwise``).
+    stage1_loss: str = "pointwise"
+    #: The reworded questions' weight in the stage-1 fit only, when it differs.
+    reworded_weight_s1: float | None = None
+    #: Weight in the stage-2 fit of a question asked without its gold paragraph
+    #: (``dump_questions(without_gold=True)``); 0 leaves them out of training altogether.
+    #: They never train stage 1 (no candidate is in the gold paragraph).
+    no_gold_weight: float = 0.0
+    #: Whether they also take part in the calibration (with the same weight).
+    no_gold_calibrate: bool = False
 
 
 def mark_reworded(d: Dump) -> Dump:
@@ -340,9 +438,15 @@ def is_reworded(p: Prepared) -> np.ndarray:
     return np.array([bool(q.get("reworded")) for q in p.d.qinfo])
 
 
+def is_no_gold(p: Prepared) -> np.ndarray:
+    return np.array([bool(q.get("no_gold")) for q in p.d.qinfo])
+
+
 def question_weights(p: Prepared, recipe: Recipe) -> np.ndarray:
-    """Each question's weight in the fits: ``recipe.reworded_weight`` for reworded ones."""
-    return np.where(is_reworded(p), recipe.reworded_weight, 1.0)
+    """Each question's weight in the fits: ``recipe.reworded_weight`` for reworded ones,
+    ``recipe.no_gold_weight`` for those asked without their gold paragraph."""
+    w = np.where(is_reworded(p), recipe.reworded_weight, 1.0)
+    return np.where(is_no_gold(p), recipe.no_gold_weight, w)
 
 
 def concat(dumps: list[Dump]) -> Dump:
@@ -369,10 +473,15 @@ def _cols(names, all_names) -> np.ndarray:
 
 def _fit_stage1(p: Prepared, qmask: np.ndarray, recipe: Recipe) -> dict:
     answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
-    rows = (qmask & answerable)[p.d.q_of]
+    rows = (qmask & answerable & ~is_no_gold(p))[p.d.q_of]
     x = p.d.x[rows][:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
     y = p.d.gold[rows] & p.d.in_span[rows]
-    weight = question_weights(p, recipe)[p.d.q_of[rows]]
+    weights = question_weights(p, recipe)
+    if recipe.reworded_weight_s1 is not None:
+        weights = np.where(is_reworded(p), recipe.reworded_weight_s1, weights)
+    weight = weights[p.d.q_of[rows]]
+    if recipe.stage1_loss == "listwise":
+        return fit_listwise(x, y, p.d.q_of[rows], c=recipe.c_sentence, weight=weight)
     return fit_logistic(x, y, c=recipe.c_sentence, weight=weight)
 
 
@@ -384,7 +493,11 @@ def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> d
     looks like. Questions of other articles are never read.
     """
     articles = np.array([q["article"] or "" for q in p.d.qinfo])
+    no_gold = is_no_gold(p)
     in_a = np.isin(articles, [a for f in inner_folds for a in f])
+    if not recipe.no_gold_weight:
+        in_a &= ~no_gold
+    in_cal = in_a if recipe.no_gold_calibrate else in_a & ~no_gold
     s1_oof = np.zeros(len(p.d.x))
     for fold in inner_folds:
         test = np.isin(articles, fold)
@@ -403,7 +516,7 @@ def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> d
         model = fit_logistic(qx[train], y[train], c=recipe.c_question, weight=w[train])
         z_oof[test] = logit(model, qx[test])
     stage2 = fit_logistic(qx[in_a], y[in_a], c=recipe.c_question, weight=w[in_a])
-    calibration = fit_platt(z_oof[in_a], y[in_a], w[in_a])
+    calibration = fit_platt(z_oof[in_cal], y[in_cal], w[in_cal])
     return {
         "articles": sorted(a for f in inner_folds for a in f),
         "stage1": stage1,

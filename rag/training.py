@@ -319,8 +319,11 @@ def _first_per_article(questions: list[Question], article, limit: int) -> list[Q
 
 
 #: How close a retrained number must be to the committed one. Question embeddings differ in
-#: their last bits between runs (torch's kernels), which moves the weights' 10th digit.
-REL_TOL = 1e-6
+#: their last bits between runs (torch's kernels). That usually moves the weights' 9th-10th
+#: digit, but a small stage-2 coefficient once moved by 1.05e-6 (one `make scorer-check` in
+#: three, stop 15), so the check allows 1e-5: a change of the recipe or data moves them far
+#: more (the test moves one coefficient by 1e-3 and expects it reported).
+REL_TOL = 1e-5
 
 
 def compare_weights(new, old, where: str = "") -> list[str]:

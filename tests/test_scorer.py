@@ -180,3 +180,56 @@ def test_damaged_weights_are_a_clear_error(tmp_path):
     bad.write_text(json.dumps({"format": 99}))
     with pytest.raises(ScorerError, match="make scorer"):
         Scorer.load(bad)
+
+
+def test_a_question_asked_without_its_gold_paragraph_sees_the_rest_of_the_index(assistant):
+    """The synthetic on-topic negatives of the research log (evals/scorer/nogold_train.py)."""
+    from rag.evaluation import Question
+    from rag.fitting import DEPTH, _without_gold, dump_questions
+
+    retriever = assistant.retriever
+    q = Question("q1", "When did Eyjafjallajökull erupt?", ("April 2010",), "volcanoes.txt")
+    full = dump_questions(retriever, [q])
+    without = dump_questions(retriever, [q], without_gold=True)
+    assert full.in_span.any() and not without.in_span.any()
+    assert without.qinfo[0]["no_gold"] and "no_gold" not in full.qinfo[0]
+    kept = [h for h in full.qinfo[0]["hits"] if h[0] != "volcanoes.txt"]
+    assert without.qinfo[0]["hits"] == kept and kept
+    # The other chunks close up: ranks 1..n, and each dense rank drops by the gold chunks
+    # ranked above it.
+    hits = retriever.search(q.question, k=DEPTH)
+    gone = [h for h in hits if h.chunk.source == "volcanoes.txt"]
+    closed = _without_gold(hits, q)
+    assert [h.rank for h in closed] == list(range(1, len(kept) + 1))
+    for h in closed:
+        before = next(o for o in hits if o.chunk.id == h.chunk.id)
+        above = sum(1 for g in gone if g.dense_rank and g.dense_rank < before.dense_rank)
+        assert h.dense_rank == before.dense_rank - above
+
+
+def test_listwise_stage_one_learns_which_candidate_of_each_question_is_the_answer():
+    from rag.fitting import fit_listwise, logit
+
+    rng = np.random.default_rng(0)
+    groups, xs, ys = [], [], []
+    for g in range(200):
+        n = int(rng.integers(2, 8))
+        # Column 0 marks the answer, column 1 is the same for a whole question (a softmax
+        # cannot use it), column 2 is noise.
+        x = np.c_[rng.normal(size=n), np.full(n, rng.normal()), rng.normal(size=n)]
+        y = np.zeros(n, dtype=bool)
+        y[int(np.argmax(x[:, 0] + 0.5 * rng.normal(size=n)))] = True
+        groups += [g] * n
+        xs.append(x)
+        ys.append(y)
+    groups.append(200)  # a question without a positive is left out of the fit
+    xs.append(np.array([[9.0, 0.0, 0.0]]))
+    ys.append(np.array([False]))
+    x, y, group = np.vstack(xs), np.concatenate(ys), np.array(groups)
+    model = fit_listwise(x, y, group)
+    coef = model["coef"]
+    assert coef[0] > 1.0 and abs(coef[1]) < 1e-3 and abs(coef[2]) < 0.3 * coef[0]
+    s = logit(model, x)
+    top = [np.flatnonzero(group == g)[np.argmax(s[group == g])] for g in range(200)]
+    assert np.mean(y[top]) > 0.7
+    assert fit_listwise(x, y, group) == model  # deterministic

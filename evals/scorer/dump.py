@@ -20,6 +20,8 @@ SETS = {
     "reworded": ("evals/seed-reworded/questions.jsonl", "seeds"),
     "seed": ("evals/seed/questions.jsonl", "seeds"),
     "squad_on_seed": ("evals/squad-sample/questions.jsonl", "seeds"),
+    # The SQuAD sample asked as if each question's gold paragraph were not in the index.
+    "squad_nogold": ("evals/squad-sample/questions.jsonl", "evals/squad-sample/corpus"),
 }
 
 
@@ -41,7 +43,9 @@ def main(names: list[str]) -> None:
             retrievers[corpus] = Retriever(Index.load(index_dir))
         t0 = time.perf_counter()
         questions = load_question_set(ROOT / qpath)
-        d = dump_questions(retrievers[corpus], questions, articles=articles)
+        d = dump_questions(
+            retrievers[corpus], questions, articles=articles, without_gold=name.endswith("nogold")
+        )
         d.save(OUT / name)
         print(
             f"{name}: {len(questions)} questions, {len(d.x)} candidates, "

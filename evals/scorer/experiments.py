@@ -16,10 +16,11 @@ import sys
 
 import numpy as np
 from harness import CACHE, Dump, hand_score, load, prepare, select
+from harness import pointwise_recipe as Recipe
 
 from rag import tradeoff
 from rag.scorer import QUESTION_FEATURES, SENTENCE_FEATURES
-from rag.training import Recipe, apply_bundle, article_folds, concat, train_bundle
+from rag.training import apply_bundle, article_folds, concat, train_bundle
 
 
 class O:  # noqa: E742
@@ -184,7 +185,7 @@ def save_curves(name, sets):
     (CACHE / f"curves-{name}.json").write_text(json.dumps(out))
 
 
-def fmt(rows):
+def fmt(rows, extra=()):
     keys = [
         "variant",
         "threshold",
@@ -203,6 +204,7 @@ def fmt(rows):
         "rw_abstain",
         "sos_abstain",
         "seed_ac",
+        *extra,
     ]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:

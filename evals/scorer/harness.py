@@ -13,8 +13,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from rag.fitting import Recipe  # noqa: E402
 from rag.scorer import SENTENCE_FEATURES  # noqa: E402
 from rag.training import Dump, Outcome, Prepared, prepare, select  # noqa: E402,F401
+
+
+def pointwise_recipe(**changes) -> Recipe:
+    """The recipe before stop 16 (stage 1 pointwise, second-sentence margin 3.0) with
+    ``changes``: every variant logged before the listwise section was run with it."""
+    return Recipe(**{"stage1_loss": "pointwise", "margin": 3.0, **changes})
 
 
 def load(name: str) -> Prepared:

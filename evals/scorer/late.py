@@ -266,9 +266,9 @@ def patch(stage1: bool) -> None:
 
 def run(names: list[str]) -> None:
     import experiments as E
+    from harness import pointwise_recipe as Recipe
 
     import rag.scorer as S
-    from rag.training import Recipe
 
     base_q, base_s = S.QUESTION_FEATURES, S.SENTENCE_FEATURES
     variants = {

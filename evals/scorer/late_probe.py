@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import torch
-from harness import CACHE, Dump, prepare
+from harness import CACHE, Dump, pointwise_recipe, prepare
 
 import rag.fitting as T
 from rag import tradeoff
@@ -39,7 +39,7 @@ def token_vectors(model, texts: list[str]) -> list[np.ndarray]:
 def main() -> None:
     torch.set_num_threads(1)
     train = prepare(T.concat([Dump.load(CACHE / "squad"), Dump.load(CACHE / "v2")]))
-    recipe = T.Recipe()
+    recipe = pointwise_recipe()
     info = train.d.qinfo
     answerable = np.array([bool(q["answers"]) for q in info])
     articles = np.array([q["article"] for q in info])

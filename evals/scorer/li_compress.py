@@ -218,9 +218,9 @@ def feats(variants: list[str]) -> None:
 
 def run(variants: list[str]) -> None:
     import experiments as E
+    from harness import pointwise_recipe as Recipe
 
     import rag.scorer as S
-    from rag.training import Recipe
 
     base_cache = late.CACHE
     for variant in variants:

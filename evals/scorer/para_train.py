@@ -17,12 +17,20 @@ import sys
 import numpy as np
 from experiments import O, fmt, save_curves, summarize
 from experiments import load_all as load_sets
-from harness import CACHE, Dump, prepare
+from harness import CACHE, Dump, pointwise_recipe, prepare
 
 from rag.fitting import Recipe, apply_bundle, article_folds, concat, mark_reworded, train_bundle
 from rag.training import choose_threshold
 
-VARIANTS = {f"para-w{w:g}": Recipe(reworded_weight=w) for w in (1, 3, 5, 10, 15, 25)}
+VARIANTS = {f"para-w{w:g}": pointwise_recipe(reworded_weight=w) for w in (1, 3, 5, 10, 15, 25)}
+# Stage 1 (selection) with a larger reworded weight than stage 2 and the calibration.
+VARIANTS |= {f"para-w5-s1w{w:g}": pointwise_recipe(reworded_weight_s1=w) for w in (10, 25, 50)}
+# Stage 1 trained listwise (softmax over each question's candidates), second-sentence margin.
+VARIANTS |= {
+    f"para-w5-list-c{c:g}-m{m:g}": Recipe(stage1_loss="listwise", c_sentence=c, margin=m)
+    for c in (0.1, 1)
+    for m in (3, 4.5)
+}
 
 
 def _stitch(p, parts):

@@ -1,0 +1,116 @@
+"""Out-of-fold runs with synthetic on-topic negatives: every SQuAD sample question asked as if
+its gold paragraph were not in the index (``dump_questions(without_gold=True)``).
+
+    .venv/bin/python evals/scorer/dump.py                     # once (squad_nogold included)
+    .venv/bin/python evals/scorer/nogold_train.py [variant ...]
+
+The negatives join the shipped training data (SQuAD sample, unanswerable questions, reworded
+questions at weight 5) in the stage-2 fit only, at the variant's weight; article-level folds
+as everywhere, so a question is scored by a bundle that saw neither its article nor that
+article's no-gold copies. Their label is the shown answer's rightness (another paragraph may
+still hold the gold answer). ``nogold_abstain``: out-of-fold share of the no-gold questions
+whose shown answer is wrong that are abstained on (higher is better).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from experiments import fmt, save_curves, summarize
+from experiments import load_all as load_sets
+from harness import CACHE, Dump, pointwise_recipe, prepare
+from para_train import _part, _stitch, default_threshold
+
+from rag import tradeoff
+from rag.fitting import (
+    apply_bundle,
+    article_folds,
+    concat,
+    mark_reworded,
+    train_bundle,
+)
+
+VARIANTS = {"nogold-w0": pointwise_recipe()}
+for _w in (0.25, 0.5, 1, 2):
+    VARIANTS[f"nogold-w{_w:g}"] = pointwise_recipe(no_gold_weight=_w)
+    VARIANTS[f"nogold-w{_w:g}-cal"] = pointwise_recipe(no_gold_weight=_w, no_gold_calibrate=True)
+
+
+EXTRA = ("nogold_abstain", "nogold_right")
+
+
+def learned_with_nogold(data, recipe):
+    dumps = [Dump.load(CACHE / n) for n in ("squad", "v2")]
+    dumps.append(mark_reworded(Dump.load(CACHE / "para")))
+    nogold = Dump.load(CACHE / "squad_nogold")
+    assert all(q.get("no_gold") for q in nogold.qinfo)
+    dumps.append(nogold)
+    train = prepare(concat(dumps))
+    n_sq, n_v2, n_pa = (len(d.qinfo) for d in dumps[:3])
+    articles = np.array([q["article"] for q in train.d.qinfo])
+    folds = article_folds(
+        [q["article"] for q in dumps[0].qinfo], [q["article"] for q in dumps[1].qinfo]
+    )
+    parts, bundles = [], []
+    for k, fold in enumerate(folds):
+        b = train_bundle(train, [f for i, f in enumerate(folds) if i != k], recipe)
+        bundles.append((fold, b))
+        out, pr = apply_bundle(train, b, recipe)
+        parts.append((out, pr, np.isin(articles, fold)))
+    o, prob = _stitch(train, parts)
+    a, b, c = n_sq, n_sq + n_v2, n_sq + n_v2 + n_pa
+    sets = {
+        "squad": _part(o, prob, slice(0, a)),
+        "v2": _part(o, prob, slice(a, b)),
+        "para": _part(o, prob, slice(b, c)),
+        "nogold": _part(o, prob, slice(c, None)),
+    }
+    p = data["squad_on_seed"]
+    arts = np.array([q["article"] for q in p.d.qinfo])
+    sets["squad_on_seed"] = _stitch(
+        p, [(*apply_bundle(p, bb, recipe), np.isin(arts, fold)) for fold, bb in bundles]
+    )
+    full = train_bundle(train, folds, recipe)
+    for name in ("reworded", "seed"):
+        out, pr = apply_bundle(data[name], full, recipe)
+        sets[name] = (out, pr, np.array([bool(q["answers"]) for q in data[name].d.qinfo]))
+    sets["prob"] = True
+    return sets
+
+
+def curve_rows(name, sets):
+    """SQuAD and paraphrased answer-correct at 0, 10, ..., 90 % abstention on SQuAD 2.0."""
+    (sq, sq_p), (_, v2_p), (pa, pa_p) = sets["squad"], sets["v2"], sets["para"]
+    rows = []
+    for share in np.arange(0, 0.91, 0.1):
+        pt = tradeoff.correct_at_abstention(sq_p, sq.correct, v2_p, share)
+        rows.append(
+            f"| {name} | {share:.0%} | {pt.threshold:.3f} | {pt.answer_correct:.3f} | "
+            f"{np.mean(pa.correct & (pa_p >= pt.threshold)):.3f} |"
+        )
+    return rows
+
+
+def main(names):
+    data = load_sets()
+    rows, curves = [], []
+    for name in names or list(VARIANTS):
+        sets = learned_with_nogold(data, VARIANTS[name])
+        ng, ng_p = sets["nogold"]
+        for t in (default_threshold(sets), 0.3, 0.4, 0.5):
+            row = summarize(name, sets, t)
+            row["nogold_abstain"] = float(np.mean(ng_p[~ng.correct] < t))
+            row["nogold_right"] = float(np.mean(ng.correct))
+            rows.append(row)
+        curves += curve_rows(name, sets)
+        save_curves(name, sets)
+        print(fmt(rows[-4:], EXTRA), flush=True)
+    print(fmt(rows, EXTRA))
+    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
+    print("|---|---|---|---|---|")
+    print("\n".join(curves))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

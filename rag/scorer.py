@@ -4,11 +4,12 @@ small models (plain arrays from a JSON file) that turn them into a choice and a 
 Two stages:
 
 1. **Sentence selection.** Every sentence of the retrieved chunks gets the features in
-   ``SENTENCE_FEATURES`` and a logistic-regression logit (trained to spot the sentence that
-   holds the gold answer). The best sentence is shown, and a second one when close.
+   ``SENTENCE_FEATURES`` and a linear logit (trained listwise to put the sentence that holds
+   the gold answer first among its question's candidates). The best sentence is shown, and a
+   second one when close.
 2. **Answer probability.** The question gets the features in ``QUESTION_FEATURES`` (the best
    logit, the margin to the next one, how much of the question the best passage and the
-   whole corpus cover, ...) and a second logistic regression, calibrated on out-of-fold
+   whole corpus cover, ...) and a logistic regression, calibrated on out-of-fold
    predictions, gives the probability that the shown answer is right.
 
 ``rag.features`` computes the features (its names are importable from here too); this module

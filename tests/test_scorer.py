@@ -233,3 +233,25 @@ def test_listwise_stage_one_learns_which_candidate_of_each_question_is_the_answe
     top = [np.flatnonzero(group == g)[np.argmax(s[group == g])] for g in range(200)]
     assert np.mean(y[top]) > 0.7
     assert fit_listwise(x, y, group) == model  # deterministic
+
+
+def test_the_default_threshold_keeps_both_answer_correct_floors():
+    from rag.training import choose_threshold
+
+    # Answerable questions right with probability 0.05, 0.15, ..., 0.95; five of them wrong.
+    prob = np.r_[np.arange(0.05, 1.0, 0.1), np.full(5, 0.9), np.full(4, 0.5)]
+    right = np.r_[np.ones(10, bool), np.zeros(5, bool), np.zeros(4, bool)]
+    answerable = np.r_[np.ones(15, bool), np.zeros(4, bool)]
+    # 10 of 15 right at most: no threshold keeps 0.80, so the rule falls back to 0.
+    assert choose_threshold(prob, right, answerable) == 0.0
+    answerable[10:15] = False  # the wrong ones become unanswerable questions
+    # 0.80 of the 10 right answers are kept up to 0.25.
+    assert choose_threshold(prob, right, answerable) == 0.25
+    # Reworded questions right at 0.15 and 0.95, and one wrong: 2/3 < 0.82 at any threshold.
+    reworded = (np.array([0.15, 0.95, 0.5]), np.array([True, True, False]))
+    assert choose_threshold(prob, right, answerable, reworded=reworded) == 0.0
+    # 50 reworded questions, all right: above 0.15, 41 of them (0.82, held) or 40 (0.80, not).
+    held = (np.array([0.15] * 9 + [0.95] * 41), np.ones(50, bool))
+    assert choose_threshold(prob, right, answerable, reworded=held) == 0.25
+    binding = (np.array([0.15] * 10 + [0.95] * 40), np.ones(50, bool))
+    assert choose_threshold(prob, right, answerable, reworded=binding) == 0.15

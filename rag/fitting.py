@@ -429,6 +429,12 @@ class Recipe:
     #: Whether they also take part in the calibration (with the same weight).
     no_gold_calibrate: bool = False
 
+    def __post_init__(self) -> None:
+        if self.stage1_loss not in ("pointwise", "listwise"):
+            raise ValueError(
+                f"stage1_loss must be 'pointwise' or 'listwise', got {self.stage1_loss!r}"
+            )
+
 
 def mark_reworded(d: Dump) -> Dump:
     """Mark every question of ``d`` as reworded (it gets ``Recipe.reworded_weight``)."""

@@ -212,7 +212,8 @@ def _train_scorer(root: Path, data, recipe: Recipe, limit, cache_dir, progress) 
     fold_of_article = {a: k for k, f in enumerate(folds) for a in f}
     digest, files = data_hash(root, data)
     docs = retriever.index.documents
-    # The threshold rule and the summary speak of the SQuAD sample as it is worded.
+    # The summary speaks of the SQuAD sample as it is worded; the threshold rule also holds
+    # the reworded questions' floor.
     original = ~reworded
     threshold = choose_threshold(
         prob[original],

@@ -233,6 +233,10 @@ def test_listwise_stage_one_learns_which_candidate_of_each_question_is_the_answe
     top = [np.flatnonzero(group == g)[np.argmax(s[group == g])] for g in range(200)]
     assert np.mean(y[top]) > 0.7
     assert fit_listwise(x, y, group) == model  # deterministic
+    from rag.fitting import Recipe
+
+    with pytest.raises(ValueError, match="stage1_loss"):
+        Recipe(stage1_loss="listwize")
 
 
 def test_the_default_threshold_keeps_both_answer_correct_floors():

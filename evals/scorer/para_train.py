@@ -20,6 +20,7 @@ from experiments import load_all as load_sets
 from harness import CACHE, Dump, pointwise_recipe, prepare
 
 from rag.fitting import Recipe, apply_bundle, article_folds, concat, mark_reworded, train_bundle
+from rag.scorer import QUESTION_FEATURES
 from rag.training import choose_threshold
 
 VARIANTS = {f"para-w{w:g}": pointwise_recipe(reworded_weight=w) for w in (1, 3, 5, 10, 15, 25)}
@@ -31,6 +32,11 @@ VARIANTS |= {
     for c in (0.1, 1)
     for m in (3, 4.5)
 }
+# The shipped recipe, stage 2 without the best and second logits as such (their margin and
+# softmax share stay): a listwise logit's level is not anchored.
+VARIANTS["para-w5-list-noabs"] = Recipe(
+    question_features=tuple(f for f in QUESTION_FEATURES if f not in ("top", "second"))
+)
 
 
 def _stitch(p, parts):

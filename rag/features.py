@@ -237,17 +237,21 @@ def sentence_features(
         x[:, 4] = x[:, 3] - x[:, 3].max()
         if question_tokens is None:
             question_tokens = retriever.embed_query(question)[1]
-        x[:, _LI] = _late_features(index, question_tokens, keys, sides, idf_of, default)
+        x[:, _LI] = _late_features(index, question_tokens, keys, rows, sides, idf_of, default)
     q = _question_facts(hits, q_terms, weights, q_weight, idf_of, default)
     return Candidates(tuple(hits), tuple(keys), np.asarray(hit_of, dtype=int), x, q)
 
 
-def _late_features(index, qt: late.QuestionTokens, keys, sides, idf_of, default) -> np.ndarray:
-    """``late.LI_FEATURES`` of the candidates ``keys`` (``sides``: their neighbours), one read
-    of the stored token vectors of the candidates and their neighbours."""
-    need = list(dict.fromkeys(keys + [k for pair in sides for k in pair if k]))
-    at = {k: i for i, k in enumerate(need)}
-    pieces = index.sentence_tokens[[_sentence_row(index, k) for k in need]]
+def _late_features(
+    index, qt: late.QuestionTokens, keys, rows, sides, idf_of, default
+) -> np.ndarray:
+    """``late.LI_FEATURES`` of the candidates ``keys`` (at ``rows``; ``sides``: their
+    neighbours), one read of the stored token vectors of the candidates and their neighbours."""
+    row_of = dict(zip(keys, rows, strict=True))
+    for k in (k for pair in sides for k in pair if k and k not in row_of):
+        row_of[k] = _sentence_row(index, k)
+    at = {k: i for i, k in enumerate(row_of)}
+    pieces = index.sentence_tokens[list(row_of.values())]
     weights = np.array([max(idf_of.get(t, default) for t in terms(w)) for w in qt.words])
     return late.features(
         qt,

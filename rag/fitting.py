@@ -10,7 +10,7 @@ importable from there too.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +120,7 @@ def dump_questions(
                 texts.append(text)
                 keys.append(key)
                 gold.append(holds_answer(text, answers))
-                in_span.append(
-                    q.source == key[0]
-                    and (q.span is None or (key[1] < q.span[1] and q.span[0] < key[2]))
-                )
+                in_span.append(in_gold(q.source, q.span, key))
             qinfo.append(
                 {
                     "id": q.id,
@@ -153,16 +150,18 @@ def dump_questions(
     )
 
 
+def in_gold(source: str | None, span, key: tuple[str, int, int]) -> bool:
+    """Whether ``key`` (source, start, end) overlaps the gold passage ``span`` of ``source``
+    (any part of ``source`` when ``span`` is None)."""
+    return source == key[0] and (span is None or (key[1] < span[1] and span[0] < key[2]))
+
+
 def _without_gold(hits: list, q: Question) -> list:
     """``hits`` without the chunks that overlap ``q``'s gold span, ranks renumbered as if
     those chunks were not in the index."""
-    from dataclasses import replace
 
     def is_gold(h) -> bool:
-        c = h.chunk
-        return c.source == q.source and (
-            q.span is None or (c.start < q.span[1] and q.span[0] < c.end)
-        )
+        return in_gold(q.source, q.span, (h.chunk.source, h.chunk.start, h.chunk.end))
 
     gone = [h for h in hits if is_gold(h)]
 
@@ -273,9 +272,7 @@ def select(
         citations = cited + [h for h in order if h not in cited]
         if q["source"]:
             for rank, h in enumerate(citations, start=1):
-                src, a, b = hits[h]
-                span = q["span"]
-                if src == q["source"] and (span is None or (a < span[1] and span[0] < b)):
+                if in_gold(q["source"], q["span"], hits[h]):
                     gold[j] = rank
                     break
         qx[j] = question_row(q["question"], d.x[r], s, q["q"], texts, p.member_rows[j])
@@ -303,6 +300,13 @@ def article_folds(answerable: list[str], unanswerable: list[str], n: int = 4) ->
 # --------------------------------------------------------------------------- models
 
 
+def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (1 for a constant column)."""
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    return x.mean(axis=0), scale
+
+
 def fit_logistic(
     x: np.ndarray, y: np.ndarray, *, c: float = 1.0, weight: np.ndarray | None = None
 ) -> dict:
@@ -314,9 +318,7 @@ def fit_logistic(
     """
     from sklearn.linear_model import LogisticRegression
 
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
+    mean, scale = _standardisation(x)
     model = LogisticRegression(C=c, max_iter=1000, tol=1e-6)
     model.fit((x - mean) / scale, y.astype(int), sample_weight=weight)
     coef = model.coef_[0] / scale
@@ -347,9 +349,7 @@ def fit_listwise(
         first = np.r_[True, g[1:] != g[:-1]]
         return np.flatnonzero(first), np.cumsum(first) - 1
 
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
+    mean, scale = _standardisation(x)
     starts, gid = bounds(group)
     keep = (np.add.reduceat(y.astype(float), starts) > 0)[gid]
     xs, pos, group = (x[keep] - mean) / scale, y[keep].astype(float), group[keep]
@@ -451,10 +451,14 @@ def is_no_gold(p: Prepared) -> np.ndarray:
     return np.array([bool(q.get("no_gold")) for q in p.d.qinfo])
 
 
-def question_weights(p: Prepared, recipe: Recipe) -> np.ndarray:
-    """Each question's weight in the fits: ``recipe.reworded_weight`` for reworded ones,
+def question_weights(p: Prepared, recipe: Recipe, *, stage1: bool = False) -> np.ndarray:
+    """Each question's weight in the fits (in stage 1's with ``stage1``):
+    ``recipe.reworded_weight`` (or ``reworded_weight_s1``) for reworded ones,
     ``recipe.no_gold_weight`` for those asked without their gold paragraph."""
-    w = np.where(is_reworded(p), recipe.reworded_weight, 1.0)
+    reworded = recipe.reworded_weight
+    if stage1 and recipe.reworded_weight_s1 is not None:
+        reworded = recipe.reworded_weight_s1
+    w = np.where(is_reworded(p), reworded, 1.0)
     return np.where(is_no_gold(p), recipe.no_gold_weight, w)
 
 
@@ -485,10 +489,7 @@ def _fit_stage1(p: Prepared, qmask: np.ndarray, recipe: Recipe) -> dict:
     rows = (qmask & answerable & ~is_no_gold(p))[p.d.q_of]
     x = p.d.x[rows][:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
     y = p.d.gold[rows] & p.d.in_span[rows]
-    weights = question_weights(p, recipe)
-    if recipe.reworded_weight_s1 is not None:
-        weights = np.where(is_reworded(p), recipe.reworded_weight_s1, weights)
-    weight = weights[p.d.q_of[rows]]
+    weight = question_weights(p, recipe, stage1=True)[p.d.q_of[rows]]
     if recipe.stage1_loss == "listwise":
         return fit_listwise(x, y, p.d.q_of[rows], c=recipe.c_sentence, weight=weight)
     return fit_logistic(x, y, c=recipe.c_sentence, weight=weight)

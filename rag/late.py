@@ -6,12 +6,13 @@ question word with no counterpart in the sentence shows (``li_min``), even when 
 is about the same topic. Measured out-of-fold in ``evals/scorer/README.md`` ("Late
 interaction, stored").
 
-Index time (``TokenEncoder``): every sentence is embedded anyway; the same forward pass gives
-its token vectors. Only the pieces of *content words* (a word with a BM25 term: no stop word,
-no punctuation, no [CLS]/[SEP]) are kept, projected to ``dimension()`` dimensions by a fixed
-matrix shipped with the package (``token_projection.npy``: the top principal axes of MiniLM
-token vectors, see ``evals/scorer/li_compress.py``), re-normalised and stored as int8
-(``round(127 * v)``): about 13 pieces x 64 bytes = 0.8 KB a SQuAD sentence.
+Index time (``Embedder.encode_with_tokens``): every sentence is embedded anyway; the same
+forward pass gives its token vectors. Only the pieces of *content words* (a word with a BM25
+term: no stop word, no punctuation, no [CLS]/[SEP]) are kept, projected to ``dimension()``
+dimensions by a fixed matrix shipped with the package (``token_projection.npy``: the top
+principal axes of MiniLM token vectors, see ``evals/scorer/li_compress.py``), re-normalised
+and stored as int8 (``round(127 * v)``): about 13 pieces x 64 bytes = 0.8 KB a SQuAD
+sentence.
 
 Question time: the question's token vectors come from the forward pass that embeds it for
 retrieval (``Embedder.encode_query``); ``features`` computes the MaxSim features of every
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.errors import IndexMismatchError
 from rag.terms import terms
 
 #: The projection of MiniLM's 384-dimensional token vectors (384 x dimension(), float32).
@@ -72,6 +74,24 @@ def projection() -> np.ndarray:
 
 def dimension() -> int:
     return int(projection().shape[1])
+
+
+def manifest_entry() -> dict:
+    """What an index's manifest records of its token vectors (its ``tokens`` entry)."""
+    return {"dimension": dimension(), "projection": projection_digest()}
+
+
+def check_manifest(path: Path, manifest: dict) -> None:
+    """Refuse an index (FAISS or Milvus) whose token vectors another projection made.
+
+    Raises:
+        IndexMismatchError: with the command that rebuilds it.
+    """
+    if (manifest.get("tokens") or {}).get("projection") != projection_digest():
+        raise IndexMismatchError(
+            f"{path}/ stores token vectors of another projection than this rag's: "
+            "run `rag index --rebuild`"
+        )
 
 
 @functools.cache

@@ -463,7 +463,7 @@ class _Build:
                 "chunks": sum(e["chunks"] for e in entries.values()),
                 "sentences": sum(e["sentences"] for e in entries.values()),
             },
-            "tokens": {"dimension": late.dimension(), "projection": late.projection_digest()},
+            "tokens": late.manifest_entry(),
             "milvus": {
                 "format_version": MILVUS_FORMAT_VERSION,
                 "collections": collections.prefix,

@@ -263,11 +263,7 @@ class MilvusIndex:
             )
         from rag import late
 
-        if (manifest.get("tokens") or {}).get("projection") != late.projection_digest():
-            raise IndexMismatchError(
-                f"{path}/ stores token vectors of another projection than this rag's: "
-                "run `rag index --rebuild`"
-            )
+        late.check_manifest(path, manifest)
         index = cls(path, manifest, manifest_settings(path, manifest, model))
         missing = [c for c in index.collections.all() if not index.client.has_collection(c)]
         if missing:

@@ -667,12 +667,7 @@ def _load_tokens(path: Path, manifest: dict):
 
     from rag import late
 
-    info = manifest.get("tokens") or {}
-    if info.get("projection") != late.projection_digest():
-        raise IndexMismatchError(
-            f"{path}/ stores token vectors of another projection than this rag's: "
-            "run `rag index --rebuild`"
-        )
+    late.check_manifest(path, manifest)
     tokens = np.load(path / SENTENCE_TOKENS, mmap_mode="r", allow_pickle=False)
     starts = np.load(path / SENTENCE_TOKEN_STARTS, mmap_mode="r", allow_pickle=False)
     n = manifest["counts"]["sentences"]
@@ -1015,7 +1010,7 @@ def _token_files(tmp: Path, manifest: dict, parts, old: Index | None, tokens_of)
     pieces = open_memmap(
         tmp / SENTENCE_TOKENS, mode="w+", dtype=np.int8, shape=(int(starts[-1]), late.dimension())
     )
-    manifest["tokens"] = {"dimension": late.dimension(), "projection": late.projection_digest()}
+    manifest["tokens"] = late.manifest_entry()
     return pieces, starts
 
 

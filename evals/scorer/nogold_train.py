@@ -19,17 +19,10 @@ import sys
 import numpy as np
 from experiments import fmt, save_curves, summarize
 from experiments import load_all as load_sets
-from harness import CACHE, Dump, pointwise_recipe, prepare
-from para_train import _part, _stitch, default_threshold
+from harness import CACHE, Dump, pointwise_recipe
+from para_train import default_threshold, learned_with_para
 
 from rag import tradeoff
-from rag.fitting import (
-    apply_bundle,
-    article_folds,
-    concat,
-    mark_reworded,
-    train_bundle,
-)
 
 VARIANTS = {"nogold-w0": pointwise_recipe()}
 for _w in (0.25, 0.5, 1, 2):
@@ -41,42 +34,9 @@ EXTRA = ("nogold_abstain", "nogold_right")
 
 
 def learned_with_nogold(data, recipe):
-    dumps = [Dump.load(CACHE / n) for n in ("squad", "v2")]
-    dumps.append(mark_reworded(Dump.load(CACHE / "para")))
     nogold = Dump.load(CACHE / "squad_nogold")
     assert all(q.get("no_gold") for q in nogold.qinfo)
-    dumps.append(nogold)
-    train = prepare(concat(dumps))
-    n_sq, n_v2, n_pa = (len(d.qinfo) for d in dumps[:3])
-    articles = np.array([q["article"] for q in train.d.qinfo])
-    folds = article_folds(
-        [q["article"] for q in dumps[0].qinfo], [q["article"] for q in dumps[1].qinfo]
-    )
-    parts, bundles = [], []
-    for k, fold in enumerate(folds):
-        b = train_bundle(train, [f for i, f in enumerate(folds) if i != k], recipe)
-        bundles.append((fold, b))
-        out, pr = apply_bundle(train, b, recipe)
-        parts.append((out, pr, np.isin(articles, fold)))
-    o, prob = _stitch(train, parts)
-    a, b, c = n_sq, n_sq + n_v2, n_sq + n_v2 + n_pa
-    sets = {
-        "squad": _part(o, prob, slice(0, a)),
-        "v2": _part(o, prob, slice(a, b)),
-        "para": _part(o, prob, slice(b, c)),
-        "nogold": _part(o, prob, slice(c, None)),
-    }
-    p = data["squad_on_seed"]
-    arts = np.array([q["article"] for q in p.d.qinfo])
-    sets["squad_on_seed"] = _stitch(
-        p, [(*apply_bundle(p, bb, recipe), np.isin(arts, fold)) for fold, bb in bundles]
-    )
-    full = train_bundle(train, folds, recipe)
-    for name in ("reworded", "seed"):
-        out, pr = apply_bundle(data[name], full, recipe)
-        sets[name] = (out, pr, np.array([bool(q["answers"]) for q in data[name].d.qinfo]))
-    sets["prob"] = True
-    return sets
+    return learned_with_para(data, recipe, extra={"nogold": nogold})
 
 
 def curve_rows(name, sets):

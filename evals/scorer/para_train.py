@@ -61,14 +61,17 @@ def _part(o, prob, sl):
     return out, prob[sl]
 
 
-def learned_with_para(data, recipe):
-    dumps = [Dump.load(CACHE / n) for n in ("squad", "v2")]
-    dumps.append(mark_reworded(Dump.load(CACHE / "para")))
-    train = prepare(concat(dumps))
-    n_sq, n_v2 = len(dumps[0].qinfo), len(dumps[1].qinfo)
+def learned_with_para(data, recipe, extra: dict | None = None):
+    """Out-of-fold outcomes of every set, trained on the SQuAD sample, its unanswerable
+    questions, the reworded questions and ``extra`` ({set name: dump}, each also scored out
+    of fold under its name)."""
+    dumps = {n: Dump.load(CACHE / n) for n in ("squad", "v2")}
+    dumps["para"] = mark_reworded(Dump.load(CACHE / "para"))
+    dumps |= extra or {}
+    train = prepare(concat(list(dumps.values())))
     articles = np.array([q["article"] for q in train.d.qinfo])
     folds = article_folds(
-        [q["article"] for q in dumps[0].qinfo], [q["article"] for q in dumps[1].qinfo]
+        [q["article"] for q in dumps["squad"].qinfo], [q["article"] for q in dumps["v2"].qinfo]
     )
     parts, bundles = [], []
     for k, fold in enumerate(folds):
@@ -77,11 +80,10 @@ def learned_with_para(data, recipe):
         out, pr = apply_bundle(train, b, recipe)
         parts.append((out, pr, np.isin(articles, fold)))
     o, prob = _stitch(train, parts)
-    sets = {
-        "squad": _part(o, prob, slice(0, n_sq)),
-        "v2": _part(o, prob, slice(n_sq, n_sq + n_v2)),
-        "para": _part(o, prob, slice(n_sq + n_v2, None)),
-    }
+    sets, start = {}, 0
+    for name, d in dumps.items():
+        sets[name] = _part(o, prob, slice(start, start + len(d.qinfo)))
+        start += len(d.qinfo)
     p = data["squad_on_seed"]
     arts = np.array([q["article"] for q in p.d.qinfo])
     sets["squad_on_seed"] = _stitch(

@@ -333,15 +333,23 @@ def fit_listwise(
     *,
     c: float = 1.0,
     weight: np.ndarray | None = None,
+    null: np.ndarray | None = None,
 ) -> dict:
     """A linear score trained listwise (a conditional logit): for each group (one question's
     candidates) that holds a positive, minus the log of the softmax share of its positives,
     summed with ``weight`` (per row, constant within a group), plus ``||coef||^2 / (2c)`` on
     standardised columns (``C`` as in sklearn). Rows of a group must be contiguous.
 
+    With ``null`` (per row, constant within a group), every group also has a "no answer"
+    option whose logit is one learned constant (unregularised), and a group marked ``null``
+    has that option, not any of its rows, as its positive. The sentence logits are then
+    anchored: the intercept subtracts the null logit, so a sentence's logit is positive when
+    it beats "no answer".
+
     Returns:
         ``{"coef": [...], "intercept": b}`` on the raw columns, as ``fit_logistic`` gives
-        them; ``b`` only undoes the standardisation (a softmax ignores a constant).
+        them; without ``null``, ``b`` only undoes the standardisation (a softmax ignores a
+        constant).
     """
     from scipy.optimize import minimize
 
@@ -351,25 +359,39 @@ def fit_listwise(
 
     mean, scale = _standardisation(x)
     starts, gid = bounds(group)
-    keep = (np.add.reduceat(y.astype(float), starts) > 0)[gid]
+    is_null = np.zeros(len(y), bool) if null is None else np.asarray(null, bool)
+    keep = ((np.add.reduceat(y.astype(float), starts) > 0) | is_null[starts])[gid]
     xs, pos, group = (x[keep] - mean) / scale, y[keep].astype(float), group[keep]
     w_row = np.ones(len(pos)) if weight is None else np.asarray(weight, dtype=float)[keep]
     starts, gid = bounds(group)
-    w_group = w_row[starts]
+    w_group, g_null = w_row[starts], is_null[keep][starts].astype(float)
+    pos = pos * (1 - g_null[gid])  # a null group's positive is the null option only
+    k = xs.shape[1]
 
-    def loss(coef: np.ndarray) -> tuple[float, np.ndarray]:
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef, b = theta[:k], (theta[k] if null is not None else 0.0)
         s = xs @ coef
-        e = np.exp(s - np.maximum.reduceat(s, starts)[gid])
-        z_all = np.add.reduceat(e, starts)
-        z_pos = np.add.reduceat(e * pos, starts)
+        m = np.maximum.reduceat(s, starts)
+        if null is not None:
+            m = np.maximum(m, b)
+        e = np.exp(s - m[gid])
+        e_null = np.exp(b - m) if null is not None else np.zeros(len(starts))
+        z_all = np.add.reduceat(e, starts) + e_null
+        z_pos = np.add.reduceat(e * pos, starts) + e_null * g_null
         value = np.sum(w_group * (np.log(z_all) - np.log(z_pos))) + coef @ coef / (2 * c)
         share = e / z_all[gid] - e * pos / z_pos[gid]
-        return value, xs.T @ (w_group[gid] * share) + coef / c
+        grad = xs.T @ (w_group[gid] * share) + coef / c
+        if null is None:
+            return value, grad
+        grad_b = np.sum(w_group * (e_null / z_all - e_null * g_null / z_pos))
+        return value, np.r_[grad, grad_b]
 
     options = {"maxiter": 2000, "gtol": 1e-8}
-    res = minimize(loss, np.zeros(xs.shape[1]), jac=True, method="L-BFGS-B", options=options)
-    coef = res.x / scale
-    return {"coef": [float(v) for v in coef], "intercept": float(-coef @ mean)}
+    theta0 = np.zeros(k + (null is not None))
+    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options=options)
+    coef = res.x[:k] / scale
+    b = res.x[k] if null is not None else 0.0
+    return {"coef": [float(v) for v in coef], "intercept": float(-coef @ mean - b)}
 
 
 def logit(model: dict, x: np.ndarray) -> np.ndarray:
@@ -428,12 +450,14 @@ class Recipe:
     no_gold_weight: float = 0.0
     #: Whether they also take part in the calibration (with the same weight).
     no_gold_calibrate: bool = False
+    #: With ``stage1_loss="listwise-null"`` (a "no answer" option in every question's
+    #: softmax, the positive of the unanswerable ones), their weight in the stage-1 fit.
+    null_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.stage1_loss not in ("pointwise", "listwise"):
-            raise ValueError(
-                f"stage1_loss must be 'pointwise' or 'listwise', got {self.stage1_loss!r}"
-            )
+        losses = ("pointwise", "listwise", "listwise-null")
+        if self.stage1_loss not in losses:
+            raise ValueError(f"stage1_loss must be one of {losses}, got {self.stage1_loss!r}")
 
 
 def mark_reworded(d: Dump) -> Dump:
@@ -486,13 +510,16 @@ def _cols(names, all_names) -> np.ndarray:
 
 def _fit_stage1(p: Prepared, qmask: np.ndarray, recipe: Recipe) -> dict:
     answerable = np.array([bool(q["answers"]) for q in p.d.qinfo])
-    rows = (qmask & answerable & ~is_no_gold(p))[p.d.q_of]
+    with_null = recipe.stage1_loss == "listwise-null"
+    rows = (qmask & (answerable | with_null) & ~is_no_gold(p))[p.d.q_of]
     x = p.d.x[rows][:, _cols(recipe.sentence_features, SENTENCE_FEATURES)]
     y = p.d.gold[rows] & p.d.in_span[rows]
-    weight = question_weights(p, recipe, stage1=True)[p.d.q_of[rows]]
-    if recipe.stage1_loss == "listwise":
-        return fit_listwise(x, y, p.d.q_of[rows], c=recipe.c_sentence, weight=weight)
-    return fit_logistic(x, y, c=recipe.c_sentence, weight=weight)
+    weight = question_weights(p, recipe, stage1=True)
+    weight = np.where(answerable, weight, weight * recipe.null_weight)[p.d.q_of[rows]]
+    if recipe.stage1_loss == "pointwise":
+        return fit_logistic(x, y, c=recipe.c_sentence, weight=weight)
+    null = ~answerable[p.d.q_of[rows]] if with_null else None
+    return fit_listwise(x, y, p.d.q_of[rows], c=recipe.c_sentence, weight=weight, null=null)
 
 
 def train_bundle(p: Prepared, inner_folds: list[list[str]], recipe: Recipe) -> dict:

@@ -239,6 +239,41 @@ def test_listwise_stage_one_learns_which_candidate_of_each_question_is_the_answe
         Recipe(stage1_loss="listwize")
 
 
+
+def test_a_no_answer_option_anchors_the_listwise_logits():
+    from rag.fitting import fit_listwise, logit
+
+    rng = np.random.default_rng(1)
+    groups, xs, ys, nulls = [], [], [], []
+    for g in range(300):
+        n = int(rng.integers(5, 12))
+        unanswerable = g % 3 == 0
+        # Column 0 is how well a candidate matches; an answerable question's best candidate
+        # matches well, every candidate of an unanswerable one less well.
+        x = rng.normal(size=(n, 1)) - (1.0 if unanswerable else 0.0)
+        y = np.zeros(n, dtype=bool)
+        if not unanswerable:
+            best = int(np.argmax(x[:, 0]))
+            x[best, 0] += 2.0
+            y[best] = True
+        groups += [g] * n
+        xs.append(x)
+        ys.append(y)
+        nulls += [unanswerable] * n
+    x, y, group, null = np.vstack(xs), np.concatenate(ys), np.array(groups), np.array(nulls)
+    answerable = np.arange(300) % 3 != 0
+
+    def told_apart(model) -> float:
+        """Share of questions whose best logit's sign says whether they are answerable."""
+        s = logit(model, x)
+        best = np.array([s[group == g].max() for g in range(300)])
+        return float(np.mean((best > 0) == answerable))
+
+    # Positive when the best candidate beats "no answer". Without the option only the
+    # ranking is learned, and the level is whatever the standardisation left.
+    with_null = told_apart(fit_listwise(x, y, group, null=null))
+    assert with_null > 0.95 and told_apart(fit_listwise(x, y, group)) < 0.8
+
 def test_the_default_threshold_keeps_both_answer_correct_floors():
     from rag.training import choose_threshold
 

@@ -61,18 +61,21 @@ def _part(o, prob, sl):
     return out, prob[sl]
 
 
-def learned_with_para(data, recipe, extra: dict | None = None):
+def learned_with_para(data, recipe, extra: dict | None = None, *, base=True, also=()):
     """Out-of-fold outcomes of every set, trained on the SQuAD sample, its unanswerable
-    questions, the reworded questions and ``extra`` ({set name: dump}, each also scored out
-    of fold under its name)."""
-    dumps = {n: Dump.load(CACHE / n) for n in ("squad", "v2")}
-    dumps["para"] = mark_reworded(Dump.load(CACHE / "para"))
+    questions, the reworded questions (unless not ``base``) and ``extra`` ({set name: dump},
+    each also scored out of fold under its name). The sets of ``data`` named in ``also``
+    (and the base three when not trained on) are scored out of fold without training."""
+    dumps = {}
+    if base:
+        dumps = {n: Dump.load(CACHE / n) for n in ("squad", "v2")}
+        dumps["para"] = mark_reworded(Dump.load(CACHE / "para"))
+    else:
+        also = ("squad", "v2", "para", *also)
     dumps |= extra or {}
     train = prepare(concat(list(dumps.values())))
     articles = np.array([q["article"] for q in train.d.qinfo])
-    folds = article_folds(
-        [q["article"] for q in dumps["squad"].qinfo], [q["article"] for q in dumps["v2"].qinfo]
-    )
+    folds = article_folds(data["squad"].articles(), data["v2"].articles())
     parts, bundles = [], []
     for k, fold in enumerate(folds):
         b = train_bundle(train, [f for i, f in enumerate(folds) if i != k], recipe)
@@ -84,11 +87,12 @@ def learned_with_para(data, recipe, extra: dict | None = None):
     for name, d in dumps.items():
         sets[name] = _part(o, prob, slice(start, start + len(d.qinfo)))
         start += len(d.qinfo)
-    p = data["squad_on_seed"]
-    arts = np.array([q["article"] for q in p.d.qinfo])
-    sets["squad_on_seed"] = _stitch(
-        p, [(*apply_bundle(p, b, recipe), np.isin(arts, fold)) for fold, b in bundles]
-    )
+    for name in ("squad_on_seed", *also):
+        p = data[name]
+        arts = np.array(p.articles())
+        sets[name] = _stitch(
+            p, [(*apply_bundle(p, b, recipe), np.isin(arts, fold)) for fold, b in bundles]
+        )
     full = train_bundle(train, folds, recipe)
     for name in ("reworded", "seed"):
         out, pr = apply_bundle(data[name], full, recipe)

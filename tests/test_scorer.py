@@ -239,7 +239,6 @@ def test_listwise_stage_one_learns_which_candidate_of_each_question_is_the_answe
         Recipe(stage1_loss="listwize")
 
 
-
 def test_a_no_answer_option_anchors_the_listwise_logits():
     from rag.fitting import fit_listwise, logit
 
@@ -273,6 +272,7 @@ def test_a_no_answer_option_anchors_the_listwise_logits():
     # ranking is learned, and the level is whatever the standardisation left.
     with_null = told_apart(fit_listwise(x, y, group, null=null))
     assert with_null > 0.95 and told_apart(fit_listwise(x, y, group)) < 0.8
+
 
 def test_the_default_threshold_keeps_both_answer_correct_floors():
     from rag.training import choose_threshold

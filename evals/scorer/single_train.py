@@ -70,7 +70,7 @@ def main(names):
         for t in (threshold(sets), 0.39, 0.5):
             rows.append(single_row(summarize(name, sets, t), sets, t))
         curves += curve_rows(name, sets)
-        single = {"squad": sets["squad_single"], "v2": sets["v2_single"], "para": sets["para_single"]}
+        single = dict(zip(("squad", "v2", "para"), (sets[n] for n in SINGLE), strict=True))
         curves += curve_rows(f"{name} (single-article regime)", single)
         print(fmt(rows[-3:], EXTRA), flush=True)
     print(fmt(rows, EXTRA))

@@ -63,10 +63,8 @@ def dump() -> None:
 
 
 def run() -> None:
-    from experiments import fmt, summarize
     from experiments import load_all as load_sets
-    from nogold_train import curve_rows
-    from para_train import default_threshold, learned_with_para
+    from para_train import learned_with_para, report, variant_rows
 
     import rag.fitting
     from rag import features
@@ -103,17 +101,10 @@ def run() -> None:
         "knrm-both": Recipe(sentence_features=s_all, question_features=q_all),
     }
     data = load_sets()
-    rows, curves = [], []
-    for name in sys.argv[2:] or variants:
-        sets = learned_with_para(data, variants[name])
-        for t in (default_threshold(sets), 0.39):
-            rows.append(summarize(name, sets, t))
-        curves += curve_rows(name, sets)
-        print(fmt(rows[-2:]), flush=True)
-    print(fmt(rows))
-    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
-    print("|---|---|---|---|---|")
-    print("\n".join(curves))
+    report(
+        sys.argv[2:] or list(variants),
+        lambda name: variant_rows(name, learned_with_para(data, variants[name])),
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from experiments import fmt, summarize
 from experiments import load_all as load_sets
-from nogold_train import curve_rows
-from para_train import default_threshold, learned_with_para
+from para_train import learned_with_para, report, variant_rows
 
 import rag.fitting
 from rag.fitting import Recipe
@@ -57,20 +55,14 @@ def _patch(hidden: int, alpha: float) -> None:
 
 def main(names):
     data = load_sets()
-    rows, curves = [], []
-    for name in names or list(VARIANTS):
+
+    def evaluate(name):
         hidden, alpha = VARIANTS[name]
         if hidden:
             _patch(hidden, alpha)
-        sets = learned_with_para(data, Recipe())
-        for t in (default_threshold(sets), 0.39):
-            rows.append(summarize(name, sets, t))
-        curves += curve_rows(name, sets)
-        print(fmt(rows[-2:]), flush=True)
-    print(fmt(rows))
-    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
-    print("|---|---|---|---|---|")
-    print("\n".join(curves))
+        return variant_rows(name, learned_with_para(data, Recipe()))
+
+    report(names or list(VARIANTS), evaluate)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from experiments import fmt, save_curves, summarize
 from experiments import load_all as load_sets
+from experiments import save_curves
 from harness import CACHE, Dump, pointwise_recipe
-from para_train import default_threshold, learned_with_para
-
-from rag import tradeoff
+from para_train import learned_with_para, report, variant_rows
 
 VARIANTS = {"nogold-w0": pointwise_recipe()}
 for _w in (0.25, 0.5, 1, 2):
@@ -39,37 +37,21 @@ def learned_with_nogold(data, recipe):
     return learned_with_para(data, recipe, extra={"nogold": nogold})
 
 
-def curve_rows(name, sets):
-    """SQuAD and paraphrased answer-correct at 0, 10, ..., 90 % abstention on SQuAD 2.0."""
-    (sq, sq_p), (_, v2_p), (pa, pa_p) = sets["squad"], sets["v2"], sets["para"]
-    rows = []
-    for share in np.arange(0, 0.91, 0.1):
-        pt = tradeoff.correct_at_abstention(sq_p, sq.correct, v2_p, share)
-        rows.append(
-            f"| {name} | {share:.0%} | {pt.threshold:.3f} | {pt.answer_correct:.3f} | "
-            f"{np.mean(pa.correct & (pa_p >= pt.threshold)):.3f} |"
-        )
-    return rows
-
-
 def main(names):
     data = load_sets()
-    rows, curves = [], []
-    for name in names or list(VARIANTS):
-        sets = learned_with_nogold(data, VARIANTS[name])
+
+    def nogold_columns(row, sets, t):
         ng, ng_p = sets["nogold"]
-        for t in (default_threshold(sets), 0.3, 0.4, 0.5):
-            row = summarize(name, sets, t)
-            row["nogold_abstain"] = float(np.mean(ng_p[~ng.correct] < t))
-            row["nogold_right"] = float(np.mean(ng.correct))
-            rows.append(row)
-        curves += curve_rows(name, sets)
+        row["nogold_abstain"] = float(np.mean(ng_p[~ng.correct] < t))
+        row["nogold_right"] = float(np.mean(ng.correct))
+        return row
+
+    def evaluate(name):
+        sets = learned_with_nogold(data, VARIANTS[name])
         save_curves(name, sets)
-        print(fmt(rows[-4:], EXTRA), flush=True)
-    print(fmt(rows, EXTRA))
-    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
-    print("|---|---|---|---|---|")
-    print("\n".join(curves))
+        return variant_rows(name, sets, (0.3, 0.4, 0.5), extend=nogold_columns)
+
+    report(names or list(VARIANTS), evaluate, EXTRA)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,8 @@ import re
 import sys
 
 import numpy as np
-from experiments import fmt, summarize
 from experiments import load_all as load_sets
-from nogold_train import curve_rows
-from para_train import default_threshold, learned_with_para
+from para_train import learned_with_para, report, variant_rows
 
 import rag.fitting
 from rag import features
@@ -91,17 +89,10 @@ def _patch() -> None:
 def main(names):
     _patch()
     data = load_sets()
-    rows, curves = [], []
-    for name in names or list(VARIANTS):
-        sets = learned_with_para(data, VARIANTS[name])
-        for t in (default_threshold(sets), 0.39):
-            rows.append(summarize(name, sets, t))
-        curves += curve_rows(name, sets)
-        print(fmt(rows[-2:]), flush=True)
-    print(fmt(rows))
-    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
-    print("|---|---|---|---|---|")
-    print("\n".join(curves))
+    report(
+        names or list(VARIANTS),
+        lambda name: variant_rows(name, learned_with_para(data, VARIANTS[name])),
+    )
 
 
 if __name__ == "__main__":

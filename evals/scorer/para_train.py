@@ -19,6 +19,7 @@ from experiments import O, fmt, save_curves, summarize
 from experiments import load_all as load_sets
 from harness import CACHE, Dump, pointwise_recipe, prepare
 
+from rag import tradeoff
 from rag.fitting import Recipe, apply_bundle, article_folds, concat, mark_reworded, train_bundle
 from rag.scorer import QUESTION_FEATURES
 from rag.training import choose_threshold
@@ -101,13 +102,54 @@ def learned_with_para(data, recipe, extra: dict | None = None, *, base=True, als
     return sets
 
 
-def default_threshold(sets) -> float:
-    """The shipped rule (rag.training.choose_threshold) on the out-of-fold SQuAD sample."""
-    (sq, sq_p), (_, v2_p) = sets["squad"], sets["v2"]
+def default_threshold(sets, *, both_floors: bool = False) -> float:
+    """The threshold rule (rag.training.choose_threshold) on the out-of-fold SQuAD sample:
+    stop 15's (the SQuAD floor alone) or, with ``both_floors``, the shipped one (also the
+    reworded questions' floor)."""
+    (sq, sq_p), (_, v2_p), (pa, pa_p) = sets["squad"], sets["v2"], sets["para"]
     prob = np.concatenate([sq_p, v2_p])
     right = np.concatenate([sq.correct, np.zeros(len(v2_p), bool)])
     answerable = np.arange(len(prob)) < len(sq_p)
-    return choose_threshold(prob, right, answerable)
+    reworded = (pa_p, pa.correct) if both_floors else None
+    return choose_threshold(prob, right, answerable, reworded=reworded)
+
+
+def curve_rows(name, sets):
+    """SQuAD and paraphrased answer-correct at 0, 10, ..., 90 % abstention on SQuAD 2.0."""
+    (sq, sq_p), (_, v2_p), (pa, pa_p) = sets["squad"], sets["v2"], sets["para"]
+    rows = []
+    for share in np.arange(0, 0.91, 0.1):
+        pt = tradeoff.correct_at_abstention(sq_p, sq.correct, v2_p, share)
+        rows.append(
+            f"| {name} | {share:.0%} | {pt.threshold:.3f} | {pt.answer_correct:.3f} | "
+            f"{np.mean(pa.correct & (pa_p >= pt.threshold)):.3f} |"
+        )
+    return rows
+
+
+def variant_rows(name, sets, thresholds=(0.39,), *, rule=default_threshold, extend=None):
+    """A variant's metric rows at the ``rule`` threshold and at ``thresholds``
+    (``extend(row, sets, t)`` adds columns), and its curve rows."""
+    rows = []
+    for t in (rule(sets), *thresholds):
+        row = summarize(name, sets, t)
+        rows.append(extend(row, sets, t) if extend else row)
+    return rows, curve_rows(name, sets)
+
+
+def report(names, evaluate, extra=()) -> None:
+    """Print each variant's rows as it finishes (``evaluate(name)`` -> rows, curve rows),
+    then every row and the curves."""
+    rows, curves = [], []
+    for name in names:
+        r, c = evaluate(name)
+        rows += r
+        curves += c
+        print(fmt(r, extra), flush=True)
+    print(fmt(rows, extra))
+    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
+    print("|---|---|---|---|---|")
+    print("\n".join(curves))
 
 
 def main(names):

@@ -14,18 +14,22 @@ The threshold is the shipped rule on the multi-article regime, whatever the trai
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
-from experiments import fmt, summarize
 from experiments import load_all as load_sets
 from harness import CACHE, Dump, load
-from nogold_train import curve_rows
-from para_train import learned_with_para
+from para_train import (
+    curve_rows,
+    default_threshold,
+    learned_with_para,
+    report,
+    variant_rows,
+)
 
 from rag import tradeoff
 from rag.fitting import Recipe, mark_reworded
-from rag.training import choose_threshold
 
 SINGLE = ("squad_single", "v2_single", "para_single")
 EXTRA = ("squad_ac_1", "v2_abstain_1", "auroc_1", "ac@50_1", "para_ac_1")
@@ -43,15 +47,6 @@ def run(data, variant: str, recipe: Recipe):
     return learned_with_para(data, recipe, extra=_single_dumps(), base=variant == "both")
 
 
-def threshold(sets) -> float:
-    """The shipped rule (both floors) on the multi-article regime, out of fold."""
-    (sq, sq_p), (_, v2_p), (pa, pa_p) = sets["squad"], sets["v2"], sets["para"]
-    prob = np.concatenate([sq_p, v2_p])
-    right = np.concatenate([sq.correct, np.zeros(len(v2_p), bool)])
-    answerable = np.arange(len(prob)) < len(sq_p)
-    return choose_threshold(prob, right, answerable, reworded=(pa_p, pa.correct))
-
-
 def single_row(row: dict, sets, t: float) -> dict:
     (sq, sq_p), (_, v2_p), (pa, pa_p) = (sets[n] for n in SINGLE)
     row["squad_ac_1"] = float(np.mean(sq.correct & (sq_p >= t)))
@@ -64,19 +59,15 @@ def single_row(row: dict, sets, t: float) -> dict:
 
 def main(names):
     data = load_sets() | {n: load(n) for n in SINGLE}
-    rows, curves = [], []
-    for name in names or ("multi", "single", "both"):
+    rule = functools.partial(default_threshold, both_floors=True)
+
+    def evaluate(name):
         sets = run(data, name, Recipe())
-        for t in (threshold(sets), 0.39, 0.5):
-            rows.append(single_row(summarize(name, sets, t), sets, t))
-        curves += curve_rows(name, sets)
+        rows, curves = variant_rows(name, sets, (0.39, 0.5), rule=rule, extend=single_row)
         single = dict(zip(("squad", "v2", "para"), (sets[n] for n in SINGLE), strict=True))
-        curves += curve_rows(f"{name} (single-article regime)", single)
-        print(fmt(rows[-3:], EXTRA), flush=True)
-    print(fmt(rows, EXTRA))
-    print("| variant | v2 abstain | threshold | SQuAD answer-correct | paraphrased |")
-    print("|---|---|---|---|---|")
-    print("\n".join(curves))
+        return rows, curves + curve_rows(f"{name} (single-article regime)", single)
+
+    report(names or ("multi", "single", "both"), evaluate, EXTRA)
 
 
 if __name__ == "__main__":
